@@ -1,0 +1,236 @@
+"""The `mkh` command line."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import images, interactive, source
+from .artifacts import RunDir
+from .errors import HarnessError, InfraError, KernelCrash
+from .guest import Guest, GuestOptions
+from .progress import note
+
+DEFAULT_TIMEOUT = 300.0
+
+
+def _put(spec: str) -> tuple[Path, str]:
+    src, sep, dest = spec.partition(":")
+    if not sep or not src or not dest:
+        raise argparse.ArgumentTypeError(f"expected SRC:DEST, got {spec!r}")
+    return Path(src), dest
+
+
+def _add_kernel_choice(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("kernel (default: Debian linux-source-6.12 + the series)")
+    group.add_argument("--kernel", type=Path, metavar="BZIMAGE", help="boot this prebuilt bzImage")
+    group.add_argument(
+        "--kernel-tree",
+        type=Path,
+        metavar="PATH",
+        help="build this kernel source tree (out of tree unless --in-tree)",
+    )
+    group.add_argument(
+        "--in-tree",
+        action="store_true",
+        help="build --kernel-tree in place instead of in the cache",
+    )
+    group.add_argument(
+        "--build-dir",
+        type=Path,
+        metavar="DIR",
+        help="output directory (O=) for --kernel-tree builds",
+    )
+
+
+def _add_machine(parser: argparse.ArgumentParser) -> None:
+    _add_kernel_choice(parser)
+    group = parser.add_argument_group("machine")
+    group.add_argument("--smp", type=int, default=4, help="number of CPUs (default 4)")
+    group.add_argument("--memory", default="2G", help="guest memory (default 2G)")
+    group.add_argument("--append", default="", help="extra kernel command line")
+    group.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default="auto",
+        help="accelerator (default: KVM if it works, else TCG)",
+    )
+    group.add_argument(
+        "--put",
+        type=_put,
+        action="append",
+        default=[],
+        metavar="SRC:DEST",
+        help="copy host file SRC to guest path DEST before the command",
+    )
+    group.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help="keep this run's logs in DIR (default: the cache's runs/)",
+    )
+    group.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds the guest may take to reach its shell (default 120)",
+    )
+
+
+def _choice(args: argparse.Namespace) -> images.KernelChoice:
+    return images.KernelChoice(args.kernel, args.kernel_tree, args.in_tree, args.build_dir)
+
+
+def _options(args: argparse.Namespace) -> GuestOptions:
+    return GuestOptions(
+        smp=args.smp,
+        memory=args.memory,
+        append=args.append,
+        accel=args.accel,
+        boot_timeout=args.boot_timeout,
+        put=list(args.put),
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    built = images.resolve(_choice(args))
+    print(f"kernel: {built.kernel}")
+    print(f"initramfs: {built.initrd}")
+    print(f"source: {built.description}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """One argument is a shell command line; several are an argv, quoted exactly."""
+    words = [w for w in args.command if w != "--"] if args.command[:1] == ["--"] else args.command
+    if len(words) == 1:
+        return str(words[0])
+    return shlex.join(words)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.script and args.command:
+        raise InfraError("give either --script FILE or a command after --, not both")
+    options = _options(args)
+    if args.script:
+        options.put.append((args.script, "/run/mkh/script"))
+        line = "sh /run/mkh/script"
+    elif args.command:
+        line = _command_line(args)
+    else:
+        raise InfraError("nothing to run: give --script FILE or -- COMMAND...")
+    built = images.resolve(_choice(args))
+    run = RunDir(args.artifacts)
+    guest = Guest(built, options, run)
+    try:
+        guest.boot()
+        result = guest.run(line, timeout=args.timeout)
+    except HarnessError as exc:
+        exc.add_note(f"artifacts: {run.path}")
+        raise
+    finally:
+        guest.close()
+    sys.stdout.write(result.output)
+    sys.stdout.flush()
+    return result.status
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    built = images.resolve(_choice(args))
+    run = RunDir(args.artifacts)
+    with Guest(built, _options(args), run) as guest:
+        note(f"attached to {guest.console.name}; leave with Ctrl-] (logs: {run.path})")
+        interactive.attach(guest)
+    return 0
+
+
+def cmd_kernel_tree(args: argparse.Namespace) -> int:
+    tree = source.make_kernel_tree(args.dir)
+    print(tree)
+    note(
+        f"edit the series as commits on branch 'series' in {tree}; build it with "
+        f"'mkh build --kernel-tree {tree}'; write it back with 'mkh export-patches {tree}'"
+    )
+    return 0
+
+
+def cmd_export_patches(args: argparse.Namespace) -> int:
+    written = source.export_patches(args.dir, args.base)
+    for patch in written:
+        print(patch)
+    note(f"wrote {len(written)} patches and the series file")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="mkh", description=__doc__)
+    sub = top.add_subparsers(dest="verb", required=True)
+
+    build = sub.add_parser("build", help="build (or reuse) the kernel and initramfs")
+    _add_kernel_choice(build)
+    build.set_defaults(func=cmd_build)
+
+    run = sub.add_parser("run", help="boot a guest, run a command in it, tear it down")
+    _add_machine(run)
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds the command may run (default {DEFAULT_TIMEOUT:g})",
+    )
+    run.add_argument("--script", type=Path, metavar="FILE", help="run this shell script")
+    run.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        help="after --: the command (one argument: a shell command line)",
+    )
+    run.set_defaults(func=cmd_run)
+
+    shell = sub.add_parser("shell", help="interactive shell on the guest console")
+    _add_machine(shell)
+    shell.set_defaults(func=cmd_shell)
+
+    tree = sub.add_parser("kernel-tree", help="clone the kernel with the series as git commits")
+    tree.add_argument("dir", type=Path, help="where to create the tree")
+    tree.set_defaults(func=cmd_kernel_tree)
+
+    export = sub.add_parser("export-patches", help="write a tree's commits back as the series")
+    export.add_argument("dir", type=Path, help="the kernel tree (from mkh kernel-tree)")
+    export.add_argument(
+        "--base",
+        default=source.BASE_TAG,
+        help=f"export commits after this revision (default {source.BASE_TAG})",
+    )
+    export.set_defaults(func=cmd_export_patches)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KernelCrash as exc:
+        sys.stderr.write(f"mkh: {exc}\n--- console excerpt ({exc.console}) ---\n{exc.excerpt}\n")
+        for extra in getattr(exc, "__notes__", []):
+            sys.stderr.write(f"mkh: {extra}\n")
+        return exc.exit_code
+    except HarnessError as exc:
+        sys.stderr.write(f"mkh: error: {exc}\n")
+        tail = getattr(exc, "tail", "")
+        if tail:
+            sys.stderr.write(f"--- console tail ---\n{tail[-1500:]}\n")
+        for extra in getattr(exc, "__notes__", []):
+            sys.stderr.write(f"mkh: {extra}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("mkh: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

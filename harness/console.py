@@ -1,0 +1,167 @@
+"""Console streams: each serial port (and the kernel log port) of a guest.
+
+Every byte read from a console goes to its log file and through a crash
+detector.  A console nobody is driving is drained by a background thread so
+its log and crash checks stay current; the driven console is read by pexpect
+while a command runs.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import pexpect
+from pexpect import fdpexpect
+
+from .crash import Crash, Detector
+from .errors import GuestExited, GuestTimeout
+
+SLICE = 0.2  # seconds between health checks while waiting
+TAIL_CHARS = 2000
+
+
+class Tap:
+    """pexpect's logfile_read: appends to the log and feeds the crash detector."""
+
+    def __init__(self, log: TextIO, detector: Detector) -> None:
+        self._log = log
+        self._detector = detector
+        self._tail = ""
+
+    def write(self, data: str) -> None:
+        self._log.write(data)
+        self._log.flush()
+        self._tail = (self._tail + data)[-TAIL_CHARS:]
+        self._detector.feed(data)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def tail(self) -> str:
+        return self._tail
+
+
+class Console:
+    """One console stream of a running guest."""
+
+    def __init__(self, name: str, sock: socket.socket, log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._sock = sock
+        self._log = log_path.open("a", encoding="utf-8", errors="replace")
+        self.detector = Detector(name)
+        self.tap = Tap(self._log, self.detector)
+        self.child = fdpexpect.fdspawn(
+            sock.fileno(),
+            encoding="utf-8",
+            codec_errors="replace",
+            timeout=SLICE,
+        )
+        self.child.logfile_read = self.tap
+        self.closed = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pump: threading.Thread | None = None
+
+    @property
+    def crash(self) -> Crash | None:
+        return self.detector.crash
+
+    def tail(self) -> str:
+        return self.tap.tail()
+
+    # -- passive draining -------------------------------------------------
+
+    def watch(self) -> None:
+        """Drain this console in the background until `drive()` is called."""
+        if self._pump is None and not self.closed:
+            self._stop.clear()
+            self._pump = threading.Thread(
+                target=self._drain, name=f"console-{self.name}", daemon=True
+            )
+            self._pump.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set() and not self.closed:
+            self.read_some(SLICE)
+
+    def drive(self) -> None:
+        """Stop background draining: the caller reads the console from now on."""
+        if self._pump is not None:
+            self._stop.set()
+            self._pump.join()
+            self._pump = None
+
+    def read_some(self, timeout: float) -> None:
+        """Read whatever arrives within `timeout` (into the log and detector only)."""
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self.child.read_nonblocking(65536, timeout=timeout)
+            except pexpect.TIMEOUT:
+                pass
+            except (pexpect.EOF, OSError):
+                self._mark_closed()
+
+    def drain(self, seconds: float) -> None:
+        """Read until the stream ends or `seconds` pass (to complete a crash excerpt)."""
+        deadline = time.monotonic() + seconds
+        while not self.closed and time.monotonic() < deadline:
+            self.read_some(min(SLICE, max(0.0, deadline - time.monotonic())))
+
+    def _mark_closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.detector.flush()
+
+    # -- driving ----------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        self.child.send(text)
+
+    def expect(
+        self,
+        patterns: Sequence[str | re.Pattern[str]],
+        timeout: float,
+        what: str,
+        health: Callable[[], None],
+    ) -> int:
+        """Wait for one of `patterns`; `health()` runs between slices and may raise.
+
+        Returns the index of the pattern that matched; `self.child.match` and
+        `self.child.before` describe the match.  Raises GuestTimeout (quoting
+        the console tail) or GuestExited when the stream ends.
+        """
+        deadline = time.monotonic() + timeout
+        compiled = [re.compile(p) if isinstance(p, str) else p for p in patterns]
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                health()
+                raise GuestTimeout(self.name, what, timeout, self.tail())
+            try:
+                index = self.child.expect_list(compiled, timeout=min(SLICE, remaining))
+            except pexpect.TIMEOUT:
+                health()
+                continue
+            except pexpect.EOF:
+                self._mark_closed()
+                health()
+                raise GuestExited(self.name, self.tail(), None) from None
+            health()
+            return int(index)
+
+    def close(self) -> None:
+        self.drive()
+        self._mark_closed()
+        try:
+            self._sock.close()
+        finally:
+            self._log.close()

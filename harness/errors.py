@@ -1,0 +1,63 @@
+"""Exception types and the exit codes the CLI maps them to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Exit codes of `mkh run` for outcomes that are not the guest command's own
+# status.  They are documented in the README; keep the two in step.
+EXIT_CRASH = 123
+EXIT_TIMEOUT = 124
+EXIT_INFRA = 125
+
+
+class HarnessError(Exception):
+    """Base class: something the harness could not do."""
+
+    exit_code = EXIT_INFRA
+
+
+class InfraError(HarnessError):
+    """The host side failed: a missing tool, a failed build, QEMU refused to start."""
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (log: {self.log})" if self.log else text
+
+
+class GuestTimeout(HarnessError):
+    """A wait on a guest console ran out of time."""
+
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, console: str, what: str, timeout: float, tail: str) -> None:
+        super().__init__(f"timeout after {timeout:g}s on {console} waiting for {what}")
+        self.console = console
+        self.tail = tail
+
+
+class KernelCrash(HarnessError):
+    """A crash signature appeared on a console stream."""
+
+    exit_code = EXIT_CRASH
+
+    def __init__(self, console: str, kind: str, line: str, excerpt: str) -> None:
+        super().__init__(f"kernel crash ({kind}) on {console}: {line.strip()}")
+        self.console = console
+        self.kind = kind
+        self.line = line
+        self.excerpt = excerpt
+
+
+class GuestExited(HarnessError):
+    """QEMU ended while the harness still expected the guest to run."""
+
+    def __init__(self, console: str, tail: str, returncode: int | None) -> None:
+        super().__init__(f"QEMU exited (status {returncode}) while waiting on {console}")
+        self.console = console
+        self.tail = tail
+        self.returncode = returncode

@@ -1,0 +1,40 @@
+"""Resolve the images a guest boots: the default build, a user's tree, or a prebuilt bzImage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import initramfs, kernel, source
+from .errors import InfraError
+from .guest import Images
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """Where the kernel comes from (at most one of the two paths is set)."""
+
+    prebuilt: Path | None = None  # --kernel: a bzImage to boot as is
+    tree: Path | None = None  # --kernel-tree: a kernel source tree to build
+    in_tree: bool = False
+    build_dir: Path | None = None
+
+
+def resolve(choice: KernelChoice) -> Images:
+    if choice.prebuilt is not None and choice.tree is not None:
+        raise InfraError("--kernel and --kernel-tree exclude each other")
+    initrd = initramfs.build()
+    if choice.prebuilt is not None:
+        if not choice.prebuilt.is_file():
+            raise InfraError(f"--kernel {choice.prebuilt}: no such file")
+        config = choice.prebuilt.parent / ".config"
+        return Images(
+            choice.prebuilt.resolve(),
+            initrd,
+            config if config.is_file() else None,
+            f"prebuilt {choice.prebuilt}",
+        )
+    src = source.user_source(choice.tree) if choice.tree else source.default_source()
+    built = kernel.build(src, choice.build_dir, choice.in_tree)
+    state = "reused" if built.reused else "built"
+    return Images(built.bzimage, initrd, built.config, f"{built.origin} ({state})")

@@ -1,0 +1,160 @@
+"""The guest initramfs: static busybox, guest/init and the static helpers in guest/.
+
+Archives are reproducible: entries sorted, owned by root, with a fixed mtime,
+and gzip without a timestamp.  Extra files for a single run (`--put`) go into
+a second, uncompressed archive appended to the cached one; the kernel unpacks
+both.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from . import proc
+from .errors import InfraError
+from .paths import GUEST_DIR, cache_dir
+from .progress import step
+
+RECIPE = "initramfs-1"
+BUSYBOX = Path("/bin/busybox")
+DIRS = (
+    "bin",
+    "sbin",
+    "usr/bin",
+    "usr/sbin",
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "run",
+    "root",
+    "etc",
+    "mnt",
+    "boot",
+)
+
+
+def _helpers() -> list[Path]:
+    return sorted(GUEST_DIR.glob("*.c"))
+
+
+def _require_static_busybox() -> None:
+    if not BUSYBOX.exists():
+        raise InfraError(f"{BUSYBOX} is missing: install busybox-static")
+    headers = proc.output(["readelf", "-l", str(BUSYBOX)])
+    if "INTERP" in headers:
+        raise InfraError(f"{BUSYBOX} is dynamically linked: install busybox-static")
+
+
+def cache_key() -> str:
+    digest = hashlib.sha256(RECIPE.encode())
+    digest.update(BUSYBOX.read_bytes())
+    digest.update(proc.output(["gcc", "--version"]).encode())
+    for path in sorted(GUEST_DIR.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def pack(staging: Path) -> bytes:
+    """A newc cpio archive of `staging`, with normalised owners and times."""
+    for path in sorted(staging.rglob("*"), reverse=True):
+        os.utime(path, (0, 0), follow_symlinks=False)
+    names = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
+    done = subprocess.run(
+        ["cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"],
+        input="\n".join(names).encode() + b"\n",
+        cwd=staging,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise InfraError(f"cpio failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def _install_busybox(root: Path) -> None:
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in proc.output([str(BUSYBOX), "--list-full"]).split():
+        link = root / applet
+        if applet == "bin/busybox" or link.exists():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(root / "bin" / "busybox", link.parent))
+
+
+def _compile_helpers(root: Path, log: Path) -> None:
+    for source in _helpers():
+        proc.run_logged(
+            [
+                "gcc",
+                "-static",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-o",
+                root / "bin" / source.stem,
+                source,
+            ],
+            log,
+            what=f"compiling guest/{source.name}",
+        )
+
+
+def build() -> Path:
+    """The cached base initramfs (gzip-compressed cpio)."""
+    _require_static_busybox()
+    key = cache_key()
+    target = cache_dir("images") / f"initramfs-{key}.cpio.gz"
+    if target.exists():
+        return target
+    log = target.with_suffix(".log")
+    log.unlink(missing_ok=True)
+    with step("Building the initramfs"), tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name in DIRS:
+            (root / name).mkdir(parents=True, exist_ok=True)
+        _install_busybox(root)
+        _compile_helpers(root, log)
+        shutil.copy2(GUEST_DIR / "init", root / "init")
+        (root / "init").chmod(0o755)
+        archive = gzip.compress(pack(root), compresslevel=9, mtime=0)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(archive)
+    partial.rename(target)
+    return target
+
+
+def guest_path(dest: str) -> PurePosixPath:
+    """Validate an absolute guest path for a file put into the image."""
+    path = PurePosixPath(dest)
+    if not path.is_absolute() or ".." in path.parts or path == PurePosixPath("/"):
+        raise InfraError(f"guest path must be absolute and plain: {dest!r}")
+    return path
+
+
+def with_files(base: Path, files: list[tuple[Path, str]], out: Path) -> Path:
+    """Write `base` plus an archive of `files` (host path, guest path) to `out`."""
+    if not files:
+        return base
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for src, dest in files:
+            if not src.is_file():
+                raise InfraError(f"--put source {src} is not a readable file")
+            target = root / guest_path(dest).relative_to("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            target.chmod(src.stat().st_mode & 0o7777)
+        extra = pack(root)
+    with out.open("wb") as handle:
+        handle.write(base.read_bytes())
+        handle.write(extra)
+    return out

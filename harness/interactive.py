@@ -1,0 +1,54 @@
+"""Attach the user's terminal to a guest console (for `mkh shell`)."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import sys
+import termios
+import tty
+
+import pexpect
+
+from .guest import Guest
+
+ESCAPE = b"\x1d"  # Ctrl-]
+
+
+def attach(guest: Guest) -> None:
+    """Relay the terminal and the guest console until Ctrl-] or the guest ends.
+
+    Console output still passes through the log and crash detector; a crash
+    is reported when the session ends.
+    """
+    console = guest.console
+    stdin = sys.stdin.fileno()
+    stdout = sys.stdout.fileno()
+    if os.isatty(stdin):
+        size = shutil.get_terminal_size()
+        guest.run(f"stty rows {size.lines} cols {size.columns}")
+    console.send("\n")
+    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
+    if saved is not None:
+        tty.setraw(stdin)
+    try:
+        while not console.closed:
+            ready, _, _ = select.select([stdin, console.child.child_fd], [], [], 0.5)
+            if console.child.child_fd in ready:
+                try:
+                    data = console.child.read_nonblocking(65536, timeout=0)
+                except (pexpect.EOF, OSError):
+                    break
+                os.write(stdout, data.encode(errors="replace"))
+            if stdin in ready:
+                keys = os.read(stdin, 1024)
+                if not keys or ESCAPE in keys:
+                    break
+                console.send(keys.decode(errors="replace"))
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+    os.write(stdout, b"\r\n")
+    assert guest.machine is not None
+    guest.machine.health()

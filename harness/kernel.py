@@ -1,0 +1,159 @@
+"""Configure and build a kernel, reusing a cached bzImage when nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import kconfig, proc
+from .errors import InfraError
+from .paths import LINUX_RECIPE_DIR, cache_dir
+from .progress import note, step
+from .source import KernelSource
+
+# Bump when the way a kernel is configured or built changes.
+RECIPE = "kernel-1"
+ARCH = "x86_64"
+# Fixed build identity so ccache hits and builds are reproducible.
+BUILD_ENV = {
+    "KBUILD_BUILD_TIMESTAMP": "1970-01-01",
+    "KBUILD_BUILD_USER": "mkh",
+    "KBUILD_BUILD_HOST": "mkh",
+}
+
+
+@dataclass(frozen=True)
+class BuiltKernel:
+    bzimage: Path
+    config: Path
+    version: str
+    origin: str
+    reused: bool
+
+
+def fragments() -> list[Path]:
+    """The config fragments, images/linux/*.config, in name order."""
+    return sorted(LINUX_RECIPE_DIR.glob("*.config"))
+
+
+def toolchain_id() -> str:
+    """First line of `gcc --version` and `ld --version`."""
+    gcc = proc.output(["gcc", "--version"]).splitlines()[0]
+    ld = proc.output(["ld", "--version"]).splitlines()[0]
+    return f"{gcc} | {ld}"
+
+
+def cache_key(source: KernelSource) -> str:
+    assert source.fingerprint is not None
+    digest = hashlib.sha256()
+    for part in (RECIPE, source.fingerprint, toolchain_id()):
+        digest.update(part.encode() + b"\0")
+    for frag in fragments():
+        digest.update(frag.name.encode() + b"\0" + frag.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def _make(source: KernelSource, out: Path | None) -> list[str]:
+    cmd = ["make", "-C", str(source.path), f"ARCH={ARCH}"]
+    if out is not None:
+        cmd.append(f"O={out}")
+    if shutil.which("ccache"):
+        cmd.append("CC=ccache gcc")
+    return cmd
+
+
+def _build_env() -> dict[str, str]:
+    env = dict(BUILD_ENV)
+    env["CCACHE_DIR"] = os.environ.get("CCACHE_DIR") or str(cache_dir("ccache"))
+    return env
+
+
+def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
+    """tinyconfig + fragments + olddefconfig; every fragment option must survive."""
+    wanted = kconfig.merge_fragments(fragments())
+    make = _make(source, out)
+    config = (out or source.path) / ".config"
+    with step("Configuring (tinyconfig + images/linux/*.config)") as st:
+        proc.run_logged(
+            [*make, "tinyconfig"], log, env=_build_env(), step=st, what="make tinyconfig"
+        )
+        with config.open("a") as handle:
+            handle.write(kconfig.render(wanted))
+        proc.run_logged(
+            [*make, "olddefconfig"], log, env=_build_env(), step=st, what="make olddefconfig"
+        )
+    lost = kconfig.missing(wanted, config.read_text())
+    if lost:
+        raise InfraError("config options were dropped by Kconfig:\n  " + "\n  ".join(lost), config)
+    return config
+
+
+def compile_kernel(source: KernelSource, out: Path | None, log: Path) -> Path:
+    jobs = str(os.cpu_count() or 1)
+    with step(f"Building Linux {source.version} (log: {log})") as st:
+        proc.run_logged(
+            [*_make(source, out), f"-j{jobs}", "bzImage"],
+            log,
+            env=_build_env(),
+            step=st,
+            what="kernel build",
+        )
+    return (out or source.path) / "arch" / "x86" / "boot" / "bzImage"
+
+
+def _tree_clean(tree: Path) -> bool:
+    return not (tree / ".config").exists() and not (tree / "include" / "config").exists()
+
+
+def build(
+    source: KernelSource, build_dir: Path | None = None, in_tree: bool = False
+) -> BuiltKernel:
+    """Build `source`.  Sources with a fingerprint reuse a cached bzImage by content hash."""
+    if source.fingerprint is not None:
+        key = cache_key(source)
+        stored = cache_dir("images") / f"kernel-{key}"
+        info = stored / "info.json"
+        if info.exists():
+            meta = json.loads(info.read_text())
+            return BuiltKernel(
+                stored / "bzImage", stored / "config", meta["version"], meta["origin"], reused=True
+            )
+    out: Path | None
+    if in_tree:
+        out = None
+    else:
+        name = hashlib.sha256(os.fsencode(source.path)).hexdigest()[:12]
+        out = (
+            build_dir.resolve() if build_dir else cache_dir("build") / f"{source.path.name}-{name}"
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        if not _tree_clean(source.path):
+            raise InfraError(
+                f"{source.path} has been configured in place; run 'make mrproper' there "
+                "or build it in place with --in-tree"
+            )
+    log = (out or source.path) / "mkh-build.log"
+    log.unlink(missing_ok=True)
+    note(f"building {source.origin}")
+    configure(source, out, log)
+    bzimage = compile_kernel(source, out, log)
+    config = (out or source.path) / ".config"
+    if source.fingerprint is None:
+        return BuiltKernel(bzimage, config, source.version, source.origin, reused=False)
+    partial = stored.with_name(stored.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    shutil.copyfile(bzimage, partial / "bzImage")
+    shutil.copyfile(config, partial / "config")
+    (partial / "info.json").write_text(
+        json.dumps({"version": source.version, "origin": source.origin, "key": key}, indent=1)
+    )
+    shutil.rmtree(stored, ignore_errors=True)
+    partial.rename(stored)
+    return BuiltKernel(
+        stored / "bzImage", stored / "config", source.version, source.origin, reused=False
+    )

@@ -1,0 +1,255 @@
+"""A QEMU x86_64 machine: launch, QMP control, consoles, and a shutdown that always ends it.
+
+Lifecycle follows QEMU's own python `qemu.machine`: the harness listens on
+Unix sockets (QMP and one per console), QEMU connects to them at start-up, so
+no console output is lost; shutdown escalates from QMP `quit` to SIGTERM to
+SIGKILL.  QEMU also gets PR_SET_PDEATHSIG so it cannot outlive the harness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from . import accel
+from .artifacts import RunDir
+from .console import Console
+from .errors import InfraError, KernelCrash
+
+SERIAL_PORTS = 4  # ttyS0 (host console), ttyS1-ttyS3 (spawned instances)
+KMSG_PORT = 0xE9  # isa-debugcon port guest/kmsgcon writes the kernel log to
+CONNECT_TIMEOUT = 20.0
+CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class MachineConfig:
+    kernel: Path
+    initrd: Path | None = None
+    append: str = ""
+    smp: int = 4
+    memory: str = "2G"
+    accel: str = "auto"
+    cpu: str | None = None
+    qemu: str = "qemu-system-x86_64"
+    extra_args: list[str] = field(default_factory=list)
+
+    def cmdline(self) -> str:
+        return f"console=ttyS0,115200 panic=-1 {self.append}".strip()
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Machine:
+    """One QEMU process and its consoles; use as a context manager."""
+
+    def __init__(self, config: MachineConfig, run: RunDir) -> None:
+        self.config = config
+        self.run = run
+        self.accel = ""
+        self.consoles: dict[str, Console] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self._qmp: QEMUMonitorProtocol | None = None
+        self._sockdir = tempfile.TemporaryDirectory(prefix="mkh-")
+        self._listeners: dict[str, socket.socket] = {}
+
+    # -- start ------------------------------------------------------------
+
+    def _listen(self, name: str) -> str:
+        path = str(Path(self._sockdir.name) / f"{name}.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        sock.listen(1)
+        self._listeners[name] = sock
+        return path
+
+    def command(self) -> list[str]:
+        cfg = self.config
+        cpu = cfg.cpu or ("host" if self.accel == "kvm" else "max")
+        args = [
+            cfg.qemu,
+            "-name",
+            "mkh-guest,process=mkh-qemu",
+            "-machine",
+            "pc",
+            "-accel",
+            self.accel,
+            "-cpu",
+            cpu,
+            "-smp",
+            str(cfg.smp),
+            "-m",
+            cfg.memory,
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-no-user-config",
+            "-kernel",
+            str(cfg.kernel),
+            "-append",
+            cfg.cmdline(),
+        ]
+        if cfg.initrd:
+            args += ["-initrd", str(cfg.initrd)]
+        qmp_path = str(Path(self._sockdir.name) / "qmp.sock")
+        args += ["-chardev", f"socket,id=qmp,path={qmp_path}", "-mon", "chardev=qmp,mode=control"]
+        for index in range(SERIAL_PORTS):
+            path = self._listen(f"ttyS{index}")
+            args += [
+                "-chardev",
+                f"socket,id=ser{index},path={path}",
+                "-serial",
+                f"chardev:ser{index}",
+            ]
+        kmsg = self._listen("kmsg")
+        args += [
+            "-chardev",
+            f"socket,id=kmsg,path={kmsg}",
+            "-device",
+            f"isa-debugcon,iobase={KMSG_PORT:#x},chardev=kmsg",
+        ]
+        return args + cfg.extra_args
+
+    def launch(self) -> None:
+        self.accel = accel.choose(self.config.accel, self.config.qemu)
+        qmp_path = str(Path(self._sockdir.name) / "qmp.sock")
+        self._qmp = QEMUMonitorProtocol(qmp_path, server=True, nickname="mkh")
+        args = self.command()
+        self.run.file("qemu-cmdline.txt").write_text(shlex.join(args) + "\n")
+        stderr = self.run.file("qemu-stderr.log").open("wb")
+        try:
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            raise InfraError(f"cannot start {args[0]}: {exc.strerror}") from exc
+        finally:
+            stderr.close()
+        self.run.mark("qemu-started")
+        try:
+            self._qmp.accept(timeout=CONNECT_TIMEOUT)
+            for name, listener in self._listeners.items():
+                self.consoles[name] = Console(
+                    name, self._accept(listener), self.run.console_log(name)
+                )
+        except (QMPError, TimeoutError, OSError) as exc:
+            self.shutdown()
+            raise InfraError(
+                f"QEMU did not come up: {self._stderr_tail() or exc}",
+                self.run.file("qemu-stderr.log"),
+            ) from exc
+        for name, console in self.consoles.items():
+            if name != "ttyS0":
+                console.watch()
+
+    def _accept(self, listener: socket.socket) -> socket.socket:
+        listener.settimeout(0.2)
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(None)
+                return conn
+            except TimeoutError:
+                if not self.running():
+                    raise InfraError("QEMU exited during start-up") from None
+                if time.monotonic() > deadline:
+                    raise
+
+    def _stderr_tail(self) -> str:
+        path = self.run.file("qemu-stderr.log")
+        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        return lines[-1] if lines else ""
+
+    # -- state ------------------------------------------------------------
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def qmp(self, command: str, **args: object) -> object:
+        if self._qmp is None:
+            raise InfraError("QMP is not connected")
+        return self._qmp.cmd(command, **args)
+
+    def status(self) -> str:
+        """QEMU's run state (`running`, `paused`, ...) from QMP query-status."""
+        reply = self.qmp("query-status")
+        assert isinstance(reply, dict)
+        return str(reply["status"])
+
+    def health(self) -> None:
+        """Raise KernelCrash if any console has shown a crash (with its backtrace)."""
+        for console in self.consoles.values():
+            if console.crash is not None:
+                console.drain(CRASH_GRACE)
+                crash = console.crash
+                raise KernelCrash(crash.console, crash.kind, crash.line, crash.text())
+        if not self.running():
+            for console in self.consoles.values():
+                console.drain(CRASH_GRACE)
+                if console.crash is not None:
+                    crash = console.crash
+                    raise KernelCrash(crash.console, crash.kind, crash.line, crash.text())
+
+    # -- stop -------------------------------------------------------------
+
+    def shutdown(self, grace: float = 3.0) -> int | None:
+        """Stop QEMU: QMP quit, then SIGTERM, then SIGKILL.  Returns its exit status."""
+        proc = self.process
+        if proc is not None and proc.poll() is None and self._qmp is not None:
+            try:
+                self._qmp.settimeout(grace)
+                self._qmp.cmd("quit")
+            except (QMPError, OSError, TimeoutError, EOFError):
+                pass
+        if proc is not None:
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None and proc.poll() is None:
+                    proc.send_signal(sig)
+                try:
+                    proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        for console in self.consoles.values():
+            console.drive()
+            console.drain(1.0)  # QEMU is gone: read what is left up to EOF
+            console.close()
+        if self._qmp is not None:
+            with contextlib.suppress(QMPError, OSError):
+                self._qmp.close()
+            self._qmp = None
+        for listener in self._listeners.values():
+            listener.close()
+        self._listeners.clear()
+        self._sockdir.cleanup()
+        self.run.mark("qemu-stopped")
+        return proc.returncode if proc is not None else None
+
+    def __enter__(self) -> Machine:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

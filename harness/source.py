@@ -1,0 +1,272 @@
+"""The kernel source: Debian's linux-source-6.12 as a git tree carrying our series.
+
+The pristine source is downloaded with `apt-get download` into the cache,
+extracted once and committed as the tag `mkh-base` of a git repository.  The
+harness builds from that repository with the series applied as commits; a
+developer gets an editable clone with `mkh kernel-tree` and writes the series
+back with `mkh export-patches`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import proc
+from .errors import InfraError
+from .paths import PATCHES_DIR, cache_dir
+from .progress import step
+
+DEB_PACKAGE = "linux-source-6.12"
+BASE_TAG = "mkh-base"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "mkh",
+    "GIT_AUTHOR_EMAIL": "mkh@localhost",
+    "GIT_COMMITTER_NAME": "mkh",
+    "GIT_COMMITTER_EMAIL": "mkh@localhost",
+}
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A kernel tree ready to configure and build."""
+
+    path: Path
+    version: str  # upstream version from the Makefile, e.g. 6.12.117
+    origin: str  # where it came from, for people
+    fingerprint: str | None  # content identity for caching; None if unknown
+
+
+def series_patches() -> list[Path]:
+    """The patches named in images/linux/patches/series, in order."""
+    series = PATCHES_DIR / "series"
+    if not series.exists():
+        return []
+    patches = []
+    for raw in series.read_text().splitlines():
+        name = raw.split("#", 1)[0].strip()
+        if not name:
+            continue
+        patch = PATCHES_DIR / name
+        if not patch.is_file():
+            raise InfraError(f"{series} names {name}, which does not exist")
+        patches.append(patch)
+    return patches
+
+
+def series_digest() -> str:
+    digest = hashlib.sha256()
+    for patch in series_patches():
+        digest.update(patch.name.encode() + b"\0" + patch.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def makefile_version(tree: Path) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL from a tree's top-level Makefile."""
+    try:
+        text = (tree / "Makefile").read_text(errors="replace")
+    except OSError as exc:
+        raise InfraError(f"{tree} is not a kernel tree: {exc.strerror}") from exc
+    fields = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL"):
+        match = re.search(rf"^{key} = (\d+)", text, re.M)
+        if not match:
+            raise InfraError(f"{tree}/Makefile has no {key}: not a kernel tree")
+        fields[key] = match.group(1)
+    return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}".format(**fields)
+
+
+def git(tree: Path, *args: str) -> str:
+    return proc.output(["git", "-C", str(tree), *args])
+
+
+def _dpkg_newer(a: str, b: str) -> bool:
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
+
+
+def _deb_version(deb: Path) -> str:
+    return deb.name.split("_")[1]
+
+
+def fetch_deb() -> Path:
+    """The linux-source .deb: the newest one in the cache, else downloaded now."""
+    downloads = cache_dir("downloads")
+    debs = sorted(downloads.glob(f"{DEB_PACKAGE}_*_all.deb"))
+    if not debs:
+        with step(f"Downloading {DEB_PACKAGE} (apt-get download)") as st:
+            proc.run_logged(
+                ["apt-get", "download", DEB_PACKAGE],
+                downloads / "download.log",
+                cwd=downloads,
+                step=st,
+                what="apt-get download",
+            )
+        debs = sorted(downloads.glob(f"{DEB_PACKAGE}_*_all.deb"))
+        if not debs:
+            raise InfraError(f"apt-get download left no {DEB_PACKAGE} package in {downloads}")
+    newest = debs[0]
+    for deb in debs[1:]:
+        if _dpkg_newer(_deb_version(deb), _deb_version(newest)):
+            newest = deb
+    return newest
+
+
+def _extract(deb: Path, dest: Path) -> None:
+    """Unpack the source tarball inside the .deb into dest and commit it as mkh-base."""
+    work = dest.with_name(dest.name + ".partial")
+    unpacked = dest.with_name(dest.name + ".deb")
+    for stale in (work, unpacked):
+        shutil.rmtree(stale, ignore_errors=True)
+        stale.mkdir(parents=True)
+    log = dest.with_name(dest.name + ".log")
+    log.unlink(missing_ok=True)
+    with step(f"Extracting {deb.name}") as st:
+        tarball = f"./usr/src/{DEB_PACKAGE}.tar.xz"
+        proc.run_logged(
+            [
+                "sh",
+                "-c",
+                f'dpkg-deb --fsys-tarfile "$0" | tar -x -C "$1" "{tarball}"',
+                deb,
+                unpacked,
+            ],
+            log,
+            what="dpkg-deb",
+        )
+        proc.run_logged(
+            ["tar", "-xvJf", unpacked / tarball, "-C", work, "--strip-components=1"],
+            log,
+            step=st,
+            what="tar",
+        )
+        shutil.rmtree(unpacked)
+    with step("Committing the pristine source to git") as st:
+        env = dict(GIT_ENV)
+        proc.run_logged(["git", "init", "-q"], log, cwd=work, env=env)
+        st.update("git add")
+        proc.run_logged(["git", "add", "-A", "-f"], log, cwd=work, env=env)
+        message = f"Linux {makefile_version(work)} from Debian {DEB_PACKAGE} {_deb_version(deb)}"
+        st.update("git commit")
+        proc.run_logged(["git", "commit", "-q", "-m", message], log, cwd=work, env=env)
+        proc.run_logged(["git", "tag", BASE_TAG], log, cwd=work, env=env)
+    work.rename(dest)
+
+
+def base_repo() -> tuple[Path, str]:
+    """The git repository holding pristine Debian source, and the Debian version."""
+    deb = fetch_deb()
+    debver = _deb_version(deb)
+    dest = cache_dir("linux") / re.sub(r"[^A-Za-z0-9.+-]", "-", f"{DEB_PACKAGE}_{debver}")
+    if not (dest / ".git").is_dir():
+        _extract(deb, dest)
+    return dest, debver
+
+
+def apply_series(tree: Path, log: Path) -> None:
+    """Reset `tree` to mkh-base and apply the series with `git am`."""
+    patches = series_patches()
+    proc.run_logged(["git", "checkout", "-q", "-f", "--detach", BASE_TAG], log, cwd=tree)
+    proc.run_logged(["git", "clean", "-q", "-f", "-d"], log, cwd=tree)
+    for patch in patches:
+        try:
+            proc.run_logged(
+                ["git", "am", "-q", "--committer-date-is-author-date", patch],
+                log,
+                cwd=tree,
+                env=GIT_ENV,
+                what=f"applying {patch.name}",
+            )
+        except InfraError:
+            subprocess.run(["git", "-C", str(tree), "am", "--abort"], check=False)
+            raise
+
+
+def default_source() -> KernelSource:
+    """Debian's linux-source with the series applied, reusing the last application."""
+    tree, debver = base_repo()
+    digest = series_digest()
+    marker = tree / ".git" / "mkh-series"
+    dirty = git(tree, "status", "--porcelain", "--untracked-files=no").strip()
+    if dirty or not marker.exists() or marker.read_text() != digest:
+        count = len(series_patches())
+        with step(f"Applying the series ({count} patches)"):
+            apply_series(tree, tree.with_name(tree.name + ".log"))
+        marker.write_text(digest)
+    version = makefile_version(tree)
+    origin = f"Debian {DEB_PACKAGE} {debver} (Linux {version}) + {len(series_patches())} patches"
+    return KernelSource(tree, version, origin, f"debian:{debver}:series:{digest}")
+
+
+def user_source(tree: Path) -> KernelSource:
+    """A developer's own tree, built as it is."""
+    tree = tree.resolve()
+    version = makefile_version(tree)
+    origin = f"tree {tree} (Linux {version})"
+    if (tree / ".git").exists():
+        head = subprocess.run(
+            ["git", "-C", str(tree), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if head:
+            origin += f" at {head}"
+    return KernelSource(tree, version, origin, None)
+
+
+def make_kernel_tree(dest: Path) -> Path:
+    """Clone the pristine repository to `dest` and apply the series as editable commits."""
+    dest = dest.resolve()
+    if dest.exists() and any(dest.iterdir()):
+        raise InfraError(f"{dest} already exists and is not empty; remove it or pick another path")
+    repo, _ = base_repo()
+    log = Path(str(dest) + ".log")
+    log.unlink(missing_ok=True)
+    with step(f"Cloning the kernel tree to {dest}"):
+        proc.run_logged(["git", "clone", "-q", "--no-checkout", repo, dest], log)
+        proc.run_logged(["git", "checkout", "-q", "-b", "series", BASE_TAG], log, cwd=dest)
+    with step(f"Applying the series ({len(series_patches())} patches)"):
+        for patch in series_patches():
+            proc.run_logged(
+                ["git", "am", "-q", patch], log, cwd=dest, what=f"applying {patch.name}"
+            )
+    return dest
+
+
+def export_patches(tree: Path, base: str = BASE_TAG) -> list[Path]:
+    """Write the commits base..HEAD of `tree` as the series; returns the new patch files."""
+    tree = tree.resolve()
+    staging = cache_dir("export") / hashlib.sha256(os.fsencode(tree)).hexdigest()[:12]
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    proc.output(
+        [
+            "git",
+            "-C",
+            str(tree),
+            "format-patch",
+            "-q",
+            "--zero-commit",
+            "--no-signature",
+            "-o",
+            str(staging),
+            f"{base}..HEAD",
+        ]
+    )
+    produced = sorted(staging.glob("*.patch"))
+    for old in PATCHES_DIR.glob("*.patch"):
+        old.unlink()
+    written = []
+    for patch in produced:
+        target = PATCHES_DIR / patch.name
+        shutil.copyfile(patch, target)
+        written.append(target)
+    lines = "".join(p.name + "\n" for p in written)
+    (PATCHES_DIR / "series").write_text(lines)
+    shutil.rmtree(staging)
+    return written
