@@ -237,7 +237,7 @@ class Machine:
             console.drain(1.0)  # QEMU is gone: read what is left up to EOF
             console.close()
         if self._qmp is not None:
-            with contextlib.suppress(QMPError, OSError):
+            with contextlib.suppress(QMPError, OSError, EOFError):
                 self._qmp.close()
             self._qmp = None
         for listener in self._listeners.values():

@@ -51,6 +51,7 @@ def run_logged(
         assert child.stdout is not None
         for line in child.stdout:
             out.write(line)
+            out.flush()
             tail.append(line.rstrip("\n"))
             if step is not None:
                 step.update(line)

@@ -1,0 +1,63 @@
+"""Shared fixtures: the images every QEMU test boots, and guests built from them."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import images
+from harness.artifacts import RunDir
+from harness.guest import Guest, GuestOptions, Images
+
+QEMU_PROCESS_NAME = "mkh-qemu"  # harness.machine names QEMU's process this
+
+
+def qemu_processes() -> list[str]:
+    found = subprocess.run(
+        ["pgrep", "-a", "-x", QEMU_PROCESS_NAME], capture_output=True, text=True, check=False
+    )
+    return found.stdout.splitlines()
+
+
+@pytest.fixture(scope="session")
+def guest_images() -> Images:
+    """The default images (built by `make build` before the suite, so this reuses them)."""
+    return images.resolve(images.KernelChoice())
+
+
+@pytest.fixture
+def boot(guest_images: Images, tmp_path: Path) -> Iterator[Callable[..., Guest]]:
+    """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards."""
+    started: list[Guest] = []
+
+    def start(**options: object) -> Guest:
+        run = RunDir(tmp_path / f"run{len(started)}")
+        guest = Guest(guest_images, GuestOptions(**options), run)  # type: ignore[arg-type]
+        started.append(guest)
+        return guest.boot()
+
+    yield start
+    for guest in started:
+        guest.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any QEMU started by the harness outlived its test."""
+    left = qemu_processes()
+    if left:
+        session.config.stash[_LEFT] = left
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_LEFT = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    left = terminalreporter.config.stash.get(_LEFT, [])
+    if left:
+        terminalreporter.write_line("QEMU processes left after the suite:", red=True)
+        for line in left:
+            terminalreporter.write_line(f"  {line}", red=True)

@@ -1,0 +1,115 @@
+"""The `mkh` command line as users and later checks call it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import EXIT_CRASH, EXIT_TIMEOUT
+from harness.guest import Images
+
+pytestmark = pytest.mark.qemu
+MKH = [sys.executable, "-m", "harness.cli"]
+
+
+def mkh(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MKH, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def test_run_prints_nproc(guest_images: Images) -> None:
+    done = mkh("run", "--smp", "4", "--", "nproc")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "4\n"
+
+
+def test_run_exit_status_passes_through(guest_images: Images) -> None:
+    done = mkh("run", "--", "sh", "-c", "exit 7")
+    assert done.returncode == 7, done.stderr
+
+
+def test_run_put_delivers_the_file(guest_images: Images, tmp_path: Path) -> None:
+    src = tmp_path / "x"
+    src.write_text("line one\nline two\n")
+    done = mkh("run", "--put", f"{src}:/tmp/x", "--", "cat", "/tmp/x")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "line one\nline two\n"
+
+
+def test_run_script(guest_images: Images, tmp_path: Path) -> None:
+    script = tmp_path / "s.sh"
+    script.write_text("#!/bin/sh\n# a comment\necho from-script\nexit 3\n")
+    done = mkh("run", "--script", str(script))
+    assert (done.returncode, done.stdout) == (3, "from-script\n"), done.stderr
+
+
+def test_run_panic_exits_with_the_crash_code(guest_images: Images, tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    done = mkh("run", "--artifacts", str(art), "--", "sh", "-c", "echo c > /proc/sysrq-trigger")
+    assert done.returncode == EXIT_CRASH, done.stderr
+    assert "panic" in done.stderr and "Kernel panic - not syncing" in done.stderr
+    assert "Kernel panic" in (art / "console-ttyS0.log").read_text()
+
+
+def test_run_timeout_kills_qemu_and_keeps_logs(guest_images: Images, tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    done = mkh(
+        "run", "--artifacts", str(art), "--timeout", "3", "--", "echo waiting-forever; sleep 1000"
+    )
+    assert done.returncode == EXIT_TIMEOUT, done.stderr
+    assert "timeout" in done.stderr and str(art) in done.stderr
+    assert "waiting-forever" in (art / "console-ttyS0.log").read_text()
+    for name in (
+        "qemu-cmdline.txt",
+        "kernel.config",
+        "timings.json",
+        "console-ttyS1.log",
+        "console-kmsg.log",
+    ):
+        assert (art / name).exists(), name
+    assert "-no-reboot" in (art / "qemu-cmdline.txt").read_text()
+
+
+def test_second_build_does_not_run_make(guest_images: Images, tmp_path: Path) -> None:
+    # A `make` that fails and leaves a trace proves the cached build never calls it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    trace = tmp_path / "make-called"
+    (bin_dir / "make").write_text(f"#!/bin/sh\ntouch {trace}\nexit 1\n")
+    (bin_dir / "make").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = mkh("build", env=env)
+    assert done.returncode == 0, done.stderr
+    assert not trace.exists()
+    assert f"kernel: {guest_images.kernel}" in done.stdout.splitlines()
+    assert f"initramfs: {guest_images.initrd}" in done.stdout.splitlines()
+
+
+def test_shell_is_interactive_and_leaving_tears_the_guest_down(guest_images: Images) -> None:
+    import pexpect
+
+    from tests.conftest import qemu_processes
+
+    session = pexpect.spawn(
+        MKH[0],
+        [*MKH[1:], "shell", "--smp", "2"],
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 120),
+    )
+    session.expect("leave with Ctrl-]")
+    session.expect(r"mkh-guest:\d+ # ")
+    session.sendline("echo $((20 + 22))-answer; nproc")
+    session.expect(r"42-answer\r\n2\r\n")
+    session.send("\x1d")
+    session.expect(pexpect.EOF)
+    session.close()
+    assert session.exitstatus == 0
+    assert qemu_processes() == []

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from harness import kconfig
+
+
+def test_parse_reads_set_unset_and_skips_comments() -> None:
+    text = '# a comment\nCONFIG_A=y\n\n# CONFIG_B is not set\nCONFIG_C="x y"\nCONFIG_N=16\n'
+    opts = kconfig.parse_text(text, "frag")
+    assert {k: o.value for k, o in opts.items()} == {
+        "CONFIG_A": "y",
+        "CONFIG_B": "n",
+        "CONFIG_C": '"x y"',
+        "CONFIG_N": "16",
+    }
+    assert opts["CONFIG_C"].origin == "frag:5"
+
+
+def test_parse_rejects_garbage_with_location() -> None:
+    with pytest.raises(kconfig.ConfigError, match="frag:2"):
+        kconfig.parse_text("CONFIG_A=y\nSMP=y\n", "frag")
+
+
+def test_merge_reports_contradicting_fragments(tmp_path: Path) -> None:
+    one = tmp_path / "a.config"
+    two = tmp_path / "b.config"
+    one.write_text("CONFIG_SMP=y\n")
+    two.write_text("# CONFIG_SMP is not set\n")
+    with pytest.raises(kconfig.ConfigError, match=r"CONFIG_SMP is y in .*a\.config:1 but n in"):
+        kconfig.merge_fragments([one, two])
+
+
+def test_missing_names_each_dropped_option() -> None:
+    wanted = kconfig.parse_text("CONFIG_A=y\nCONFIG_NR=8\n# CONFIG_C is not set\n", "f")
+    final = "CONFIG_A=y\nCONFIG_NR=4\nCONFIG_C=y\n"
+    problems = kconfig.missing(wanted, final)
+    assert problems == [
+        "CONFIG_NR=8 (from f:2) ended up CONFIG_NR=4",
+        "CONFIG_C=n (from f:3) ended up CONFIG_C=y",
+    ]
+
+
+def test_missing_treats_absent_as_n() -> None:
+    wanted = kconfig.parse_text("CONFIG_A=y\n# CONFIG_B is not set\n", "f")
+    assert kconfig.missing(wanted, "# CONFIG_A is not set\n") == [
+        "CONFIG_A=y (from f:1) ended up CONFIG_A=n"
+    ]
+
+
+def test_render_round_trips() -> None:
+    opts = kconfig.parse_text("CONFIG_A=y\n# CONFIG_B is not set\n", "f")
+    assert kconfig.parse_text(kconfig.render(opts), "r").keys() == opts.keys()
+    assert kconfig.render(opts) == "CONFIG_A=y\n# CONFIG_B is not set\n"
+
+
+def test_repository_fragments_ask_for_what_later_issues_need() -> None:
+    from harness.kernel import fragments
+
+    wanted = kconfig.merge_fragments(fragments())
+    for name in (
+        "CONFIG_SMP",
+        "CONFIG_HOTPLUG_CPU",
+        "CONFIG_KEXEC_FILE",
+        "CONFIG_OF",
+        "CONFIG_OF_FLATTREE",
+        "CONFIG_LIBFDT",
+        "CONFIG_SERIAL_8250_CONSOLE",
+        "CONFIG_MAGIC_SYSRQ",
+        "CONFIG_KALLSYMS",
+        "CONFIG_PRINTK_TIME",
+    ):
+        assert wanted[name].value == "y", name
+    assert int(wanted["CONFIG_NR_CPUS"].value) >= 8
+    assert int(wanted["CONFIG_SERIAL_8250_RUNTIME_UARTS"].value) >= 2
