@@ -23,18 +23,20 @@ class KernelChoice:
 def resolve(choice: KernelChoice) -> Images:
     if choice.prebuilt is not None and choice.tree is not None:
         raise InfraError("--kernel and --kernel-tree exclude each other")
-    initrd = initramfs.build()
+    base = initramfs.build()
     if choice.prebuilt is not None:
         if not choice.prebuilt.is_file():
             raise InfraError(f"--kernel {choice.prebuilt}: no such file")
+        bzimage = choice.prebuilt.resolve()
         config = choice.prebuilt.parent / ".config"
         return Images(
-            choice.prebuilt.resolve(),
-            initrd,
+            bzimage,
+            initramfs.with_boot_files(base, bzimage),
             config if config.is_file() else None,
             f"prebuilt {choice.prebuilt}",
         )
     src = source.user_source(choice.tree) if choice.tree else source.default_source()
     built = kernel.build(src, choice.build_dir, choice.in_tree)
     state = "reused" if built.reused else "built"
+    initrd = initramfs.with_boot_files(base, built.bzimage)
     return Images(built.bzimage, initrd, built.config, f"{built.origin} ({state})")

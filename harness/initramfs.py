@@ -22,6 +22,9 @@ from .paths import GUEST_DIR, cache_dir
 from .progress import step
 
 RECIPE = "initramfs-1"
+# Where the guest finds a kernel and an initramfs to load into instances.
+BOOT_KERNEL = "/boot/bzImage"
+BOOT_INITRAMFS = "/boot/initramfs.cpio.gz"
 BUSYBOX = Path("/bin/busybox")
 DIRS = (
     "bin",
@@ -56,9 +59,10 @@ def cache_key() -> str:
     digest = hashlib.sha256(RECIPE.encode())
     digest.update(BUSYBOX.read_bytes())
     digest.update(proc.output(["gcc", "--version"]).encode())
-    for path in sorted(GUEST_DIR.iterdir()):
+    for path in sorted(GUEST_DIR.rglob("*")):
         if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            name = str(path.relative_to(GUEST_DIR)).encode()
+            digest.update(name + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 
 
@@ -123,12 +127,28 @@ def build() -> Path:
             (root / name).mkdir(parents=True, exist_ok=True)
         _install_busybox(root)
         _compile_helpers(root, log)
+        shutil.copytree(GUEST_DIR / "rootfs", root, symlinks=True, dirs_exist_ok=True)
         shutil.copy2(GUEST_DIR / "init", root / "init")
         (root / "init").chmod(0o755)
         archive = gzip.compress(pack(root), compresslevel=9, mtime=0)
     partial = target.with_suffix(".partial")
     partial.write_bytes(archive)
     partial.rename(target)
+    return target
+
+
+def with_boot_files(base: Path, kernel: Path) -> Path:
+    """`base` plus /boot/bzImage (`kernel`) and /boot/initramfs.cpio.gz (`base`).
+
+    The guest then carries a kernel and an initramfs to load into instances.
+    Cached per kernel and base.
+    """
+    digest = hashlib.sha256(kernel.read_bytes()).hexdigest()[:16]
+    target = cache_dir("images") / f"{base.name.split('.')[0]}-boot-{digest}.img"
+    if not target.exists():
+        partial = target.with_suffix(".partial")
+        with_files(base, [(kernel, BOOT_KERNEL), (base, BOOT_INITRAMFS)], partial)
+        partial.rename(target)
     return target
 
 

@@ -18,6 +18,7 @@ from .source import KernelSource
 # Bump when the way a kernel is configured or built changes.
 RECIPE = "kernel-1"
 ARCH = "x86_64"
+REQUIRES = "# mkh: requires "
 # Fixed build identity so ccache hits and builds are reproducible.
 BUILD_ENV = {
     "KBUILD_BUILD_TIMESTAMP": "1970-01-01",
@@ -35,9 +36,19 @@ class BuiltKernel:
     reused: bool
 
 
-def fragments() -> list[Path]:
-    """The config fragments, images/linux/*.config, in name order."""
-    return sorted(LINUX_RECIPE_DIR.glob("*.config"))
+def fragments(tree: Path | None = None) -> list[Path]:
+    """The config fragments, images/linux/*.config, in name order.
+
+    A fragment whose first line is `# mkh: requires PATH` applies only to
+    trees that have PATH (the series' fragment needs the series).
+    """
+    chosen = []
+    for frag in sorted(LINUX_RECIPE_DIR.glob("*.config")):
+        first = frag.read_text().partition("\n")[0]
+        needs = first.removeprefix(REQUIRES) if first.startswith(REQUIRES) else None
+        if tree is None or needs is None or (tree / needs.strip()).exists():
+            chosen.append(frag)
+    return chosen
 
 
 def toolchain_id() -> str:
@@ -52,7 +63,7 @@ def cache_key(source: KernelSource) -> str:
     digest = hashlib.sha256()
     for part in (RECIPE, source.fingerprint, toolchain_id()):
         digest.update(part.encode() + b"\0")
-    for frag in fragments():
+    for frag in fragments(source.path):
         digest.update(frag.name.encode() + b"\0" + frag.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 
@@ -74,7 +85,11 @@ def _build_env() -> dict[str, str]:
 
 def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
     """tinyconfig + fragments + olddefconfig; every fragment option must survive."""
-    wanted = kconfig.merge_fragments(fragments())
+    chosen = fragments(source.path)
+    skipped = sorted(set(fragments()) - set(chosen))
+    if skipped:
+        note(f"{source.path} lacks the series; not applying {', '.join(f.name for f in skipped)}")
+    wanted = kconfig.merge_fragments(chosen)
     make = _make(source, out)
     config = (out or source.path) / ".config"
     with step("Configuring (tinyconfig + images/linux/*.config)") as st:

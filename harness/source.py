@@ -153,8 +153,28 @@ def _extract(deb: Path, dest: Path) -> None:
         message = f"Linux {makefile_version(work)} from Debian {DEB_PACKAGE} {_deb_version(deb)}"
         st.update("git commit")
         proc.run_logged(["git", "commit", "-q", "-m", message], log, cwd=work, env=env)
+        if _drop_debian_ignore(work / ".gitignore"):
+            proc.run_logged(["git", "commit", "-q", "-a", "-m", IGNORE_FIX], log, cwd=work, env=env)
         proc.run_logged(["git", "tag", BASE_TAG], log, cwd=work, env=env)
     work.rename(dest)
+
+
+IGNORE_FIX = """gitignore: stop ignoring the whole tree
+
+Debian's linux-source adds "/*" to .gitignore for its packaging, which hides
+every new file a patch adds.  Drop it so the series can add files."""
+
+
+def _drop_debian_ignore(gitignore: Path) -> bool:
+    """Remove Debian's top-level "/*" rule; True if the file changed."""
+    if not gitignore.exists():
+        return False
+    lines = gitignore.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() not in ("/*", "!/debian/")]
+    if kept == lines:
+        return False
+    gitignore.write_text("".join(kept))
+    return True
 
 
 def base_repo() -> tuple[Path, str]:
