@@ -2,7 +2,7 @@
 /*
  * mkctl: load, unload and start multikernel instances from the guest shell.
  *
- *   mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR]
+ *   mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR] [--debug]
  *   mkctl unload --id N
  *   mkctl exec --id N
  *
@@ -23,6 +23,7 @@
 /* From the multikernel series' uapi headers (not in the host's yet). */
 #define KEXEC_FILE_UNLOAD		0x00000001
 #define KEXEC_FILE_NO_INITRAMFS		0x00000004
+#define KEXEC_FILE_DEBUG		0x00000008
 #define KEXEC_MULTIKERNEL		0x00000010
 #define KEXEC_MK_ID_MASK		0x0000ffe0
 #define KEXEC_MK_ID_SHIFT		5
@@ -45,7 +46,7 @@ static int fail(const char *what)
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR]\n"
+		"usage: mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR] [--debug]\n"
 		"       mkctl unload --id N\n"
 		"       mkctl exec --id N\n");
 	return 2;
@@ -58,10 +59,11 @@ int main(int argc, char **argv)
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'r' },
 		{ "cmdline", required_argument, NULL, 'c' },
+		{ "debug", no_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *kernel = NULL, *initrd = NULL, *cmdline = NULL, *verb;
-	unsigned long flags;
+	unsigned long flags, debug = 0;
 	long id = -1;
 	char *end;
 	int opt;
@@ -86,6 +88,10 @@ int main(int argc, char **argv)
 		case 'c':
 			cmdline = optarg;
 			break;
+		case 'd':
+			/* The kernel logs where it places every segment. */
+			debug = KEXEC_FILE_DEBUG;
+			break;
 		default:
 			return usage();
 		}
@@ -99,6 +105,7 @@ int main(int argc, char **argv)
 
 		if (!kernel)
 			return usage();
+		flags |= debug;
 		kfd = open(kernel, O_RDONLY | O_CLOEXEC);
 		if (kfd < 0)
 			return fail(kernel);
@@ -115,7 +122,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(verb, "unload")) {
-		if (kernel || initrd || cmdline)
+		if (kernel || initrd || cmdline || debug)
 			return usage();
 		if (syscall(SYS_kexec_file_load, -1, -1, 0, NULL,
 			    flags | KEXEC_FILE_UNLOAD))
@@ -125,7 +132,7 @@ int main(int argc, char **argv)
 	if (!strcmp(verb, "exec")) {
 		struct multikernel_boot_args args = { .mk_id = (int)id };
 
-		if (kernel || initrd || cmdline)
+		if (kernel || initrd || cmdline || debug)
 			return usage();
 		if (syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
 			    LINUX_REBOOT_CMD_MULTIKERNEL, &args))

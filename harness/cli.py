@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import images, interactive, source
+from . import dtb, images, interactive, source
 from .artifacts import RunDir
 from .errors import HarnessError, InfraError, KernelCrash
 from .guest import Guest, GuestOptions
@@ -166,6 +166,45 @@ def cmd_export_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """A byte count with an optional K/M/G suffix (as mkkernel_pool= takes)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    scale = units.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale != 1 else text
+    try:
+        return int(digits, 0) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+
+
+def _report(problems: list[dtb.Problem]) -> int:
+    for problem in problems:
+        sys.stderr.write(f"mkh: {problem}\n")
+    return 1 if problems else 0
+
+
+def cmd_dtb(args: argparse.Namespace) -> int:
+    try:
+        blob = dtb.load(args.file)
+        target = dtb.Target(cpus=args.cpus, pool_free=args.pool)
+        problems = dtb.check(blob, target)
+    except dtb.DtbError as exc:
+        sys.stderr.write(f"mkh: {args.file}: {exc} (EINVAL)\n")
+        return 1
+    if args.action == "compile":
+        if problems:
+            return _report(problems)
+        out = args.output or args.file.with_suffix(".dtb")
+        out.write_bytes(blob)
+        print(out)
+        return 0
+    if args.action == "show":
+        for inst in dtb.parse(blob)[0]:
+            print(f"# instances/{inst.name}/device_tree_source")
+            print(dtb.instance_dts(inst))
+    return _report(problems)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mkh", description=__doc__)
     sub = top.add_subparsers(dest="verb", required=True)
@@ -194,6 +233,19 @@ def parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="interactive shell on the guest console")
     _add_machine(shell)
     shell.set_defaults(func=cmd_shell)
+
+    dt = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
+    dt.add_argument("action", choices=("compile", "check", "show"))
+    dt.add_argument("file", type=Path, help="a .dts file or a .dtb")
+    dt.add_argument("-o", "--output", type=Path, help="where compile writes the DTB")
+    dt.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
+    dt.add_argument(
+        "--pool",
+        type=_size,
+        metavar="SIZE",
+        help="check memory against this much free pool (e.g. 2G)",
+    )
+    dt.set_defaults(func=cmd_dtb)
 
     tree = sub.add_parser("kernel-tree", help="clone the kernel with the series as git commits")
     tree.add_argument("dir", type=Path, help="where to create the tree")

@@ -174,7 +174,11 @@ def with_files(base: Path, files: list[tuple[Path, str]], out: Path) -> Path:
             shutil.copyfile(src, target)
             target.chmod(src.stat().st_mode & 0o7777)
         extra = pack(root)
+    head = base.read_bytes()
     with out.open("wb") as handle:
-        handle.write(base.read_bytes())
+        handle.write(head)
+        # The kernel finds an appended uncompressed archive only at a 4-byte
+        # boundary; it skips the zero padding in between.
+        handle.write(b"\0" * (-len(head) % 4))
         handle.write(extra)
     return out

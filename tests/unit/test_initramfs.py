@@ -55,7 +55,8 @@ def test_with_files_appends_an_archive_the_kernel_can_unpack(tmp_path: Path) -> 
     out = initramfs.with_files(base, [(payload, "/tmp/deep/x.bin")], tmp_path / "run.img")
     data = out.read_bytes()
     assert data.startswith(base.read_bytes())
-    extra = data[len(base.read_bytes()) :]
+    extra = data[len(base.read_bytes()) :].lstrip(b"\0")
+    assert (len(data) - len(extra)) % 4 == 0  # the kernel looks for it 4-byte aligned
     dest = tmp_path / "unpacked"
     dest.mkdir()
     extract(extra, dest)

@@ -1,0 +1,181 @@
+"""Drive a guest's multikernel interface over its console.
+
+Upload DTBs to /sys/fs/multikernel, read instances, load, unload and start
+kernels with the guest's `mkctl`, and read /proc/kimage and the pool in
+/proc/iomem.  Operations that can fail return the errno name the guest saw
+(None on success), so tests assert exactly what the kernel answered.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shlex
+from dataclasses import dataclass
+
+from .guest import Guest
+from .initramfs import BOOT_INITRAMFS, BOOT_KERNEL
+
+ROOT = "/sys/fs/multikernel"
+POOL_NAME = "Multikernel Memory Pool"
+_STRERROR = {os.strerror(code): name for code, name in errno.errorcode.items()}
+_KIMAGE_ROW = re.compile(r'^(\d+)\s+(\S+)\s+0x([0-9a-fA-F]+)\s+(\d+)\s+(\S+)\s+"(.*)"$')
+_IOMEM_ROW = re.compile(r"^( *)([0-9a-f]+)-([0-9a-f]+) : (.*)$")
+
+
+def errno_name(message: str) -> str | None:
+    """The errno whose strerror text (or name) appears in a command's error output."""
+    for text, name in _STRERROR.items():
+        if text in message:
+            return name
+    match = re.search(r"\b(E[A-Z0-9]+)\b", message)
+    return match.group(1) if match and match.group(1) in errno.__dict__ else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a guest operation ended: errno None on success."""
+
+    errno: str | None
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.errno is None
+
+
+@dataclass(frozen=True)
+class Kimage:
+    mk_id: int
+    type: str
+    start: int
+    segments: int
+    mode: str
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class Region:
+    start: int
+    end: int  # inclusive, as /proc/iomem prints it
+    name: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    def contains(self, start: int, size: int) -> bool:
+        return self.start <= start and start + size - 1 <= self.end
+
+
+@dataclass(frozen=True)
+class Pool:
+    region: Region
+    children: tuple[Region, ...]
+
+    @property
+    def free(self) -> int:
+        return self.region.size - sum(child.size for child in self.children)
+
+    def child(self, name: str) -> Region | None:
+        return next((c for c in self.children if c.name == name), None)
+
+
+def parse_kimage(text: str) -> list[Kimage]:
+    """Rows of /proc/kimage; [] for "No kimages loaded"."""
+    rows = []
+    for line in text.splitlines():
+        match = _KIMAGE_ROW.match(line.strip())
+        if match:
+            mk_id, kind, start, segs, mode, cmdline = match.groups()
+            rows.append(Kimage(int(mk_id), kind, int(start, 16), int(segs), mode, cmdline))
+    return rows
+
+
+def parse_pool(iomem: str) -> Pool | None:
+    """The multikernel pool and the regions nested directly under it."""
+    pool: Region | None = None
+    depth = 0
+    children: list[Region] = []
+    for line in iomem.splitlines():
+        match = _IOMEM_ROW.match(line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        region = Region(int(match.group(2), 16), int(match.group(3), 16), match.group(4))
+        if pool is None:
+            if region.name == POOL_NAME:
+                pool, depth = region, indent
+        elif indent <= depth:
+            break
+        elif indent == depth + 2:
+            children.append(region)
+    return Pool(pool, tuple(children)) if pool else None
+
+
+class Multikernel:
+    """The multikernel interface of one guest."""
+
+    def __init__(self, guest: Guest) -> None:
+        self.guest = guest
+
+    def _outcome(self, command: str) -> Outcome:
+        result = self.guest.run(command)
+        if result.status == 0:
+            return Outcome(None, result.output)
+        return Outcome(errno_name(result.output) or f"status {result.status}", result.output)
+
+    def upload(self, blob: bytes, staging: str = "/tmp/mkh-upload.dtb") -> Outcome:
+        """Write a DTB to device_tree in one write(2).
+
+        (busybox cat tries sendfile first and then write, so a refused DTB
+        would be offered to the kernel twice.)
+        """
+        self.guest.write_file(staging, blob)
+        return self._outcome(f"dd if={staging} of={ROOT}/device_tree bs=1M 2>&1")
+
+    def instances(self) -> list[str]:
+        return sorted(self.guest.check(f"ls {ROOT}/instances").split())
+
+    def read(self, name: str, attribute: str) -> str:
+        return self.guest.check(f"cat {ROOT}/instances/{shlex.quote(name)}/{attribute}")
+
+    def status(self, name: str) -> str:
+        return self.read(name, "status").strip()
+
+    def remove(self, name: str) -> Outcome:
+        return self._outcome(f"rmdir {ROOT}/instances/{shlex.quote(name)}")
+
+    def load(
+        self,
+        mk_id: int,
+        kernel: str = BOOT_KERNEL,
+        initrd: str | None = BOOT_INITRAMFS,
+        cmdline: str | None = None,
+        debug: bool = False,
+    ) -> Outcome:
+        """`mkctl load`; with debug the kernel logs every segment it places."""
+        args = ["mkctl", "load", "--id", str(mk_id), "--kernel", kernel]
+        if initrd:
+            args += ["--initrd", initrd]
+        if cmdline is not None:
+            args += ["--cmdline", cmdline]
+        if debug:
+            args.append("--debug")
+        return self._outcome(shlex.join(args))
+
+    def unload(self, mk_id: int) -> Outcome:
+        return self._outcome(f"mkctl unload --id {mk_id}")
+
+    def exec(self, mk_id: int) -> Outcome:
+        return self._outcome(f"mkctl exec --id {mk_id}")
+
+    def kimages(self) -> list[Kimage]:
+        return parse_kimage(self.guest.check("cat /proc/kimage"))
+
+    def pool(self) -> Pool | None:
+        return parse_pool(self.guest.check("cat /proc/iomem"))
+
+    def set_cpu_online(self, cpu: int, online: bool) -> None:
+        self.guest.check(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")

@@ -1,0 +1,266 @@
+"""The multikernel control plane: pool, /sys/fs/multikernel, DTB validation, kexec load."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness import dtb
+from harness.dtb import Instance
+from harness.guest import Guest, GuestOptions, Images
+from harness.mk import ROOT, Multikernel, Pool
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Guest]
+
+POOL = "mkkernel_pool=2G"
+MEMORY = "4G"
+WEB = Instance("web-server", 1, (1,), 0x20000000)
+DB = Instance("database", 2, (2, 3), 0x40000000)
+
+# usage.rst Phase 1, step 1: the example device tree (its interface content).
+USAGE_DTS = """/dts-v1/;
+/ {
+    compatible = "multikernel-v1";
+
+    instances {
+        web-server {
+            id = <1>;
+            resources {
+                cpus = <1>;
+                memory-bytes = <0x20000000>;   // 512MB
+            };
+        };
+
+        database {
+            id = <2>;
+            resources {
+                cpus = <2 3>;
+                memory-bytes = <0x40000000>;   // 1GB
+            };
+        };
+    };
+};
+"""
+
+WEB_SOURCE = """/dts-v1/;
+
+/web-server {
+    compatible = "multikernel-v1";
+    id = <1>;
+    resources {
+        cpus = <1>;
+        memory-bytes = <0x20000000>; // 512 MB
+    };
+};
+"""
+
+
+def boot_mk(boot: Boot) -> tuple[Guest, Multikernel]:
+    guest = boot(smp=4, memory=MEMORY, append=POOL)
+    return guest, Multikernel(guest)
+
+
+def pool_of(mk: Multikernel) -> Pool:
+    pool = mk.pool()
+    assert pool is not None, "no Multikernel Memory Pool in /proc/iomem"
+    return pool
+
+
+def test_usage_phase1_workflow(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    assert guest.check(f"ls {ROOT}").split() == ["device_tree", "instances"]
+    guest.write_file("/root/multikernel.dtb", dtb.compile_dts(USAGE_DTS))
+    guest.check(f"cat /root/multikernel.dtb > {ROOT}/device_tree")
+
+    assert guest.check(f"ls {ROOT}/instances/").split() == ["database", "web-server"]
+    assert mk.read("web-server", "id") == "1\n"
+    assert mk.read("database", "id") == "2\n"
+    assert mk.read("web-server", "status") == "ready\n"
+    assert mk.read("database", "status") == "ready\n"
+    assert mk.read("web-server", "device_tree_source") == WEB_SOURCE
+    assert mk.read("database", "device_tree_source") == dtb.instance_dts(DB)
+
+    pool = pool_of(mk)
+    assert pool.region.size == 2 << 30
+    web, db = pool.child("web-server"), pool.child("database")
+    assert web is not None and web.size == WEB.memory
+    assert db is not None and db.size == DB.memory
+    assert pool.free == (2 << 30) - WEB.memory - DB.memory
+
+
+def test_pool_without_instances_and_without_pool(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    pool = pool_of(mk)
+    assert pool.children == () and pool.free == 2 << 30
+    plain = boot(smp=4)
+    assert Multikernel(plain).pool() is None
+    outcome = Multikernel(plain).upload(dtb.to_dtb([WEB]))
+    assert outcome.errno == "ENOSPC"
+    assert "no multikernel memory pool" in plain.check("dmesg | grep 'instance web-server'")
+
+
+@pytest.fixture(scope="module")
+def validation_guest(
+    guest_images: Images, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Guest, Multikernel]]:
+    """One guest holding web-server, against which every bad DTB is tried."""
+    from harness.artifacts import RunDir
+
+    run = RunDir(tmp_path_factory.mktemp("validation"))
+    guest = Guest(guest_images, GuestOptions(smp=4, memory=MEMORY, append=POOL), run)
+    guest.boot()
+    mk = Multikernel(guest)
+    assert mk.upload(dtb.to_dtb([WEB])).ok
+    yield guest, mk
+    guest.close()
+
+
+def _bad(text: str) -> bytes:
+    return dtb.compile_dts(text)
+
+
+BAD_DTBS: list[tuple[str, Callable[[], bytes], str, str]] = [
+    (
+        "wrong-compatible",
+        lambda: _bad(USAGE_DTS.replace('"multikernel-v1"', '"other-v1"')),
+        "EINVAL",
+        "<none>",
+    ),
+    (
+        "no-instances",
+        lambda: _bad('/dts-v1/; / { compatible = "multikernel-v1"; };'),
+        "EINVAL",
+        "<none>",
+    ),
+    (
+        "duplicate-id",
+        lambda: dtb.to_dtb([Instance("a", 5, (2,), 4096), Instance("b", 5, (3,), 4096)]),
+        "EEXIST",
+        "b",
+    ),
+    (
+        "duplicate-name",
+        lambda: dtb.to_dtb([Instance("web-server", 6, (2,), 4096)]),
+        "EEXIST",
+        "web-server",
+    ),
+    ("id-in-use", lambda: dtb.to_dtb([Instance("c", 1, (2,), 4096)]), "EEXIST", "c"),
+    ("cpu-taken", lambda: dtb.to_dtb([Instance("d", 7, (1,), 4096)]), "EBUSY", "d"),
+    ("cpu-out-of-range", lambda: dtb.to_dtb([Instance("e", 8, (9,), 4096)]), "EINVAL", "e"),
+    ("memory-over-pool", lambda: dtb.to_dtb([Instance("f", 9, (2,), 3 << 30)]), "ENOSPC", "f"),
+    ("memory-unaligned", lambda: dtb.to_dtb([Instance("g", 10, (2,), 0x1001)]), "EINVAL", "g"),
+    ("truncated", lambda: dtb.to_dtb([DB])[:60], "EINVAL", "<none>"),
+    ("garbage", lambda: b"this is not a device tree blob at all" * 4, "EINVAL", "<none>"),
+    (
+        "one-bad-instance-of-two",
+        lambda: dtb.to_dtb([Instance("h", 11, (2,), 4096), Instance("i", 12, (9,), 4096)]),
+        "EINVAL",
+        "i",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "errno", "named"), BAD_DTBS, ids=[c[0] for c in BAD_DTBS])
+def test_bad_dtb_is_refused_and_leaves_nothing(
+    validation_guest: tuple[Guest, Multikernel],
+    case: str,
+    make: Callable[[], bytes],
+    errno: str,
+    named: str,
+) -> None:
+    guest, mk = validation_guest
+    free_before = pool_of(mk).free
+    guest.check("dmesg -c > /dev/null")
+    outcome = mk.upload(make())
+    assert outcome.errno == errno, outcome.output
+    assert mk.instances() == ["web-server"]
+    assert pool_of(mk).free == free_before
+    assert mk.status("web-server") == "ready"
+    log = [line for line in guest.check("dmesg").splitlines() if "multikernel:" in line]
+    assert len(log) == 1, log
+    assert f"instance {named}:" in log[0]
+
+
+def test_mkdir_rmdir_and_privilege(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    blob = dtb.to_dtb([WEB, DB])
+    guest.write_file("/tmp/x.dtb", blob)
+    guest.check("chmod 644 /tmp/x.dtb")
+    denied = guest.run(f"su nobody -s /bin/sh -c 'cat /tmp/x.dtb > {ROOT}/device_tree'")
+    assert mk_errno(denied.output) == "EPERM"
+    assert mk.instances() == []
+
+    assert mk.upload(blob).ok
+    made = guest.run(f"mkdir {ROOT}/instances/extra")
+    assert mk_errno(made.output) == "EPERM"
+    assert mk.instances() == ["database", "web-server"]
+
+    free = pool_of(mk).free
+    assert mk.remove("database").ok
+    assert mk.instances() == ["web-server"]
+    assert pool_of(mk).free == free + DB.memory
+    assert pool_of(mk).child("database") is None
+    # CPUs 2 and 3 are free again: a new instance may take them.
+    assert mk.upload(dtb.to_dtb([Instance("again", 2, (2, 3), 4096)])).ok
+
+    assert mk.load(WEB.id).ok
+    assert mk.remove("web-server").errno == "EBUSY"
+    assert mk.unload(WEB.id).ok
+    assert mk.remove("web-server").ok
+    assert mk.remove("web-server").errno == "ENOENT"
+
+
+def mk_errno(output: str) -> str | None:
+    from harness.mk import errno_name
+
+    return errno_name(output)
+
+
+def test_load_unload_and_exec_checks(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    assert mk.upload(dtb.to_dtb([WEB, DB])).ok
+    free = pool_of(mk).free
+    assert mk.kimages() == []
+    assert guest.check("cat /proc/kimage") == "No kimages loaded\n"
+
+    guest.check("dmesg -c > /dev/null")
+    assert mk.load(WEB.id, cmdline="console=ttyS1 mkh-test", debug=True).ok
+    assert mk.status("web-server") == "loading"
+    assert mk.status("database") == "ready"
+
+    rows = mk.kimages()
+    assert [(r.mk_id, r.type, r.mode, r.cmdline) for r in rows] == [
+        (1, "multikernel", "file", "console=ttyS1 mkh-test")
+    ]
+    region = pool_of(mk).child("web-server")
+    assert region is not None
+    assert region.contains(rows[0].start, 1)
+    segments = re.findall(
+        r"segment\[\d+\]: buf=\S+ bufsz=0x([0-9a-f]+) mem=0x([0-9a-f]+) "
+        r"memsz=0x([0-9a-f]+)",
+        guest.check("dmesg"),
+    )
+    assert len(segments) == rows[0].segments >= 3
+    for _, mem, memsz in segments:
+        assert region.contains(int(mem, 16), int(memsz, 16)), (mem, memsz)
+
+    assert mk.load(WEB.id).errno == "EBUSY"
+    assert mk.load(0).errno == "EINVAL"
+    assert mk.load(77).errno == "ENOENT"
+    assert mk.exec(WEB.id).errno == "EBUSY"  # CPU 1 is still online here
+    assert mk.exec(DB.id).errno == "EINVAL"  # nothing loaded for database
+    assert mk.status("web-server") == "loading"
+
+    # Two instances hold images at once.
+    assert mk.load(DB.id, initrd=None).ok
+    assert sorted(r.mk_id for r in mk.kimages()) == [1, 2]
+
+    assert mk.unload(WEB.id).ok
+    assert mk.status("web-server") == "ready"
+    assert [r.mk_id for r in mk.kimages()] == [2]
+    assert mk.unload(DB.id).ok
+    assert guest.check("cat /proc/kimage") == "No kimages loaded\n"
+    assert pool_of(mk).free == free
