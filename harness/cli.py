@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import dtb, images, interactive, source
+from . import dtb, images, interactive, series, source
 from .artifacts import RunDir
 from .errors import HarnessError, InfraError, KernelCrash
 from .guest import Guest, GuestOptions
@@ -149,7 +149,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel_tree(args: argparse.Namespace) -> int:
-    tree = source.make_kernel_tree(args.dir)
+    tree = source.make_kernel_tree(args.dir, with_series=not args.no_series)
     print(tree)
     note(
         f"edit the series as commits on branch 'series' in {tree}; build it with "
@@ -205,6 +205,15 @@ def cmd_dtb(args: argparse.Namespace) -> int:
     return _report(problems)
 
 
+def cmd_series_check(args: argparse.Namespace) -> int:
+    problems = series.check(args.dir, args.base, build=not args.no_build)
+    for problem in problems:
+        sys.stderr.write(f"mkh: {problem}\n")
+    if not problems:
+        note("every patch is checkpatch --strict clean" + ("" if args.no_build else " and builds"))
+    return 1 if problems else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mkh", description=__doc__)
     sub = top.add_subparsers(dest="verb", required=True)
@@ -249,7 +258,22 @@ def parser() -> argparse.ArgumentParser:
 
     tree = sub.add_parser("kernel-tree", help="clone the kernel with the series as git commits")
     tree.add_argument("dir", type=Path, help="where to create the tree")
+    tree.add_argument(
+        "--no-series", action="store_true", help="leave the series out: the stock Debian source"
+    )
     tree.set_defaults(func=cmd_kernel_tree)
+
+    check = sub.add_parser(
+        "series-check", help="checkpatch --strict and build every commit of a kernel tree"
+    )
+    check.add_argument("dir", type=Path, help="the kernel tree (from mkh kernel-tree)")
+    check.add_argument(
+        "--base",
+        default=source.BASE_TAG,
+        help=f"check commits after this revision (default {source.BASE_TAG})",
+    )
+    check.add_argument("--no-build", action="store_true", help="only run checkpatch")
+    check.set_defaults(func=cmd_series_check)
 
     export = sub.add_parser("export-patches", help="write a tree's commits back as the series")
     export.add_argument("dir", type=Path, help="the kernel tree (from mkh kernel-tree)")

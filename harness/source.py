@@ -239,8 +239,12 @@ def user_source(tree: Path) -> KernelSource:
     return KernelSource(tree, version, origin, None)
 
 
-def make_kernel_tree(dest: Path) -> Path:
-    """Clone the pristine repository to `dest` and apply the series as editable commits."""
+def make_kernel_tree(dest: Path, with_series: bool = True) -> Path:
+    """Clone the pristine repository to `dest` and apply the series as editable commits.
+
+    Without the series the clone is the stock Debian source (branch 'series'
+    then starts empty).
+    """
     dest = dest.resolve()
     if dest.exists() and any(dest.iterdir()):
         raise InfraError(f"{dest} already exists and is not empty; remove it or pick another path")
@@ -250,8 +254,9 @@ def make_kernel_tree(dest: Path) -> Path:
     with step(f"Cloning the kernel tree to {dest}"):
         proc.run_logged(["git", "clone", "-q", "--no-checkout", repo, dest], log)
         proc.run_logged(["git", "checkout", "-q", "-b", "series", BASE_TAG], log, cwd=dest)
-    with step(f"Applying the series ({len(series_patches())} patches)"):
-        for patch in series_patches():
+    patches = series_patches() if with_series else []
+    with step(f"Applying the series ({len(patches)} patches)"):
+        for patch in patches:
             proc.run_logged(
                 ["git", "am", "-q", patch], log, cwd=dest, what=f"applying {patch.name}"
             )

@@ -1,0 +1,46 @@
+"""A kernel tree without the series (a stock --kernel-tree) still builds and boots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.paths import cache_dir
+
+pytestmark = pytest.mark.qemu
+MKH = [sys.executable, "-m", "harness.cli"]
+
+
+def test_stock_tree_builds_without_the_series_and_boots() -> None:
+    # Kept in the cache so later runs rebuild it incrementally.
+    tree = cache_dir("stock") / "linux"
+    if not (tree / "Makefile").exists():
+        made = subprocess.run(
+            [*MKH, "kernel-tree", "--no-series", str(tree)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr
+    assert not (tree / "kernel" / "multikernel").exists()
+
+    done = subprocess.run(
+        [
+            *MKH,
+            "run",
+            "--kernel-tree",
+            str(tree),
+            "--",
+            "uname -r; test -e /sys/fs/multikernel || echo no-multikernel; nproc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "lacks the series; not applying multikernel.config" in done.stderr
+    lines = done.stdout.split()
+    assert lines[0].startswith("6.12") and lines[1:] == ["no-multikernel", "4"]
