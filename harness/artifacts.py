@@ -40,6 +40,10 @@ class RunDir:
     def keep_config(self, config: Path) -> None:
         shutil.copyfile(config, self.file("kernel.config"))
 
+    def timing(self, event: str) -> float:
+        """Seconds from the start of the run to a marked event."""
+        return self._timings[event]
+
     def mark(self, event: str) -> float:
         """Record seconds since the run started at `event`; returns them."""
         seconds = round(time.monotonic() - self._started, 3)

@@ -8,13 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import dtb, images, interactive, series, source
+from . import bench, dtb, images, interactive, series, source
 from .artifacts import RunDir
 from .errors import HarnessError, InfraError, KernelCrash
 from .guest import Guest, GuestOptions
+from .mk import Multikernel
+from .paths import IMAGES_DIR
 from .progress import note
 
 DEFAULT_TIMEOUT = 300.0
+EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 
 
 def _put(spec: str) -> tuple[Path, str]:
@@ -50,7 +53,7 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
     _add_kernel_choice(parser)
     group = parser.add_argument_group("machine")
     group.add_argument("--smp", type=int, default=4, help="number of CPUs (default 4)")
-    group.add_argument("--memory", default="2G", help="guest memory (default 2G)")
+    group.add_argument("--memory", help="guest memory (default 2G)")
     group.add_argument("--append", default="", help="extra kernel command line")
     group.add_argument(
         "--accel",
@@ -88,7 +91,7 @@ def _choice(args: argparse.Namespace) -> images.KernelChoice:
 def _options(args: argparse.Namespace) -> GuestOptions:
     return GuestOptions(
         smp=args.smp,
-        memory=args.memory,
+        memory=args.memory or "2G",
         append=args.append,
         accel=args.accel,
         boot_timeout=args.boot_timeout,
@@ -139,12 +142,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.status
 
 
+def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
+    """The DTB's instances; sizes the pool and memory for them unless given."""
+    instances, problems = dtb.parse(dtb.load(args.dtb))
+    if problems:
+        raise InfraError("; ".join(str(p) for p in problems))
+    if args.instance not in {inst.name for inst in instances}:
+        names = ", ".join(inst.name for inst in instances)
+        raise InfraError(f"{args.dtb} has no instance {args.instance!r} (it has {names})")
+    if "mkkernel_pool=" not in options.append:
+        pool_mib = -(-sum(inst.memory for inst in instances) // (256 << 20)) * 256
+        options.append = f"{options.append} mkkernel_pool={pool_mib}M".strip()
+        if args.memory is None:
+            options.memory = f"{pool_mib + 1024}M"
+    return instances
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
+    options = _options(args)
+    instances = _instance_setup(args, options) if args.instance else []
     built = images.resolve(_choice(args))
     run = RunDir(args.artifacts)
-    with Guest(built, _options(args), run) as guest:
-        note(f"attached to {guest.console.name}; leave with Ctrl-] (logs: {run.path})")
-        interactive.attach(guest)
+    with Guest(built, options, run) as guest:
+        shell = guest.shell
+        if args.instance:
+            mk = Multikernel(guest)
+            outcome = mk.upload(dtb.to_dtb(instances))
+            if not outcome.ok:
+                raise InfraError(f"uploading {args.dtb} failed: {outcome.errno}")
+            inst = next(i for i in instances if i.name == args.instance)
+            shell = mk.spawn(inst)
+        note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
+        interactive.attach(shell)
     return 0
 
 
@@ -214,6 +243,13 @@ def cmd_series_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    built = images.resolve(_choice(args))
+    samples = bench.spawn(built, args.runs, args.accel)
+    print(bench.report(samples))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mkh", description=__doc__)
     sub = top.add_subparsers(dest="verb", required=True)
@@ -241,7 +277,31 @@ def parser() -> argparse.ArgumentParser:
 
     shell = sub.add_parser("shell", help="interactive shell on the guest console")
     _add_machine(shell)
+    shell.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="spawn this multikernel instance and attach to its console",
+    )
+    shell.add_argument(
+        "--dtb",
+        type=Path,
+        default=EXAMPLE_DTS,
+        metavar="FILE",
+        help="the multikernel device tree (.dts or .dtb) for --instance "
+        "(default: the usage.rst example)",
+    )
     shell.set_defaults(func=cmd_shell)
+
+    bn = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
+    bn.add_argument(
+        "what",
+        choices=("spawn",),
+        help="spawn: exec call to instance shell vs QEMU start to host shell",
+    )
+    bn.add_argument("--runs", type=int, default=3, help="runs to take the median of (default 3)")
+    bn.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    _add_kernel_choice(bn)
+    bn.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
     dt.add_argument("action", choices=("compile", "check", "show"))

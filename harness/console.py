@@ -31,14 +31,14 @@ class Tap:
 
     def __init__(self, log: TextIO, detector: Detector) -> None:
         self._log = log
-        self._detector = detector
+        self.detector = detector
         self._tail = ""
 
     def write(self, data: str) -> None:
         self._log.write(data)
         self._log.flush()
         self._tail = (self._tail + data)[-TAIL_CHARS:]
-        self._detector.feed(data)
+        self.detector.feed(data)
 
     def flush(self) -> None:
         self._log.flush()
@@ -75,6 +75,13 @@ class Console:
 
     def tail(self) -> str:
         return self.tap.tail()
+
+    def take_crash(self) -> Crash | None:
+        """Hand over the crash seen here (an expected one) and watch for the next."""
+        crash = self.detector.crash
+        self.detector = Detector(self.name)
+        self.tap.detector = self.detector
+        return crash
 
     # -- passive draining -------------------------------------------------
 

@@ -6,6 +6,7 @@ import base64
 import itertools
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,46 +60,21 @@ def _fits_one_line(command: str) -> bool:
     )
 
 
-class Guest:
-    """A guest whose ttyS0 shell the harness drives.  Use as a context manager."""
+class Shell:
+    """The busybox shell of the mkh init on one console of a running machine."""
 
-    def __init__(
-        self, images: Images, options: GuestOptions | None = None, run: RunDir | None = None
-    ) -> None:
-        self.images = images
-        self.options = options or GuestOptions()
-        self.run_dir = run or RunDir()
-        self.machine: Machine | None = None
+    def __init__(self, console: Console, health: Callable[[], None]) -> None:
+        self.console = console
+        self.health = health
         self._ids = itertools.count(1)
 
-    @property
-    def console(self) -> Console:
-        assert self.machine is not None, "guest is not booted"
-        return self.machine.consoles["ttyS0"]
-
-    def boot(self) -> Guest:
-        opts = self.options
-        if self.images.config is not None:
-            self.run_dir.keep_config(self.images.config)
-        initrd = initramfs.with_files(self.images.initrd, opts.put, self.run_dir.file("initrd.img"))
-        config = MachineConfig(
-            kernel=self.images.kernel,
-            initrd=initrd,
-            append=opts.append,
-            smp=opts.smp,
-            memory=opts.memory,
-            accel=opts.accel,
-        )
-        self.machine = Machine(config, self.run_dir)
-        self.machine.launch()
-        self.console.expect([READY], opts.boot_timeout, "the guest init", self.machine.health)
-        self.sync(opts.boot_timeout)
-        self.run_dir.mark("shell-ready")
-        return self
-
     def _wait(self, pattern: str | re.Pattern[str], timeout: float, what: str) -> None:
-        assert self.machine is not None
-        self.console.expect([pattern], timeout, what, self.machine.health)
+        self.console.expect([pattern], timeout, what, self.health)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the init's banner, then for a prompt."""
+        self._wait(READY, timeout, "the guest init")
+        self.sync(timeout)
 
     def sync(self, timeout: float = 30.0) -> None:
         """Get to a fresh prompt whatever the console printed before."""
@@ -108,7 +84,7 @@ class Guest:
         self._wait(PROMPT, timeout, "the shell prompt")
 
     def run(self, command: str, timeout: float = 60.0) -> Result:
-        """Run a shell command line in the guest; its output (LF line ends) and status."""
+        """Run a shell command line; its output (LF line ends) and status."""
         if not _fits_one_line(command):
             script = f"/tmp/.mkh-cmd-{next(self._ids)}"
             self.write_file(script, command.encode() + b"\n")
@@ -130,12 +106,12 @@ class Guest:
         result = self.run(command, timeout)
         if result.status != 0:
             raise AssertionError(
-                f"guest command {command!r} exited {result.status}:\n{result.output}"
+                f"{self.console.name}: {command!r} exited {result.status}:\n{result.output}"
             )
         return result.output
 
     def write_file(self, path: str, data: bytes) -> None:
-        """Create a guest file with exactly `data`, through the console."""
+        """Create a file with exactly `data`, through the console."""
         encoded = base64.b64encode(data).decode()
         staging = shlex.quote(path + ".b64")
         self.check(f": > {staging}")
@@ -143,12 +119,64 @@ class Guest:
             self.check(f"echo {encoded[start : start + CHUNK]} >> {staging}")
         self.check(f"base64 -d {staging} > {shlex.quote(path)} && rm {staging}")
 
+
+class Guest:
+    """A machine whose ttyS0 shell the harness drives.  Use as a context manager."""
+
+    def __init__(
+        self, images: Images, options: GuestOptions | None = None, run: RunDir | None = None
+    ) -> None:
+        self.images = images
+        self.options = options or GuestOptions()
+        self.run_dir = run or RunDir()
+        self.machine: Machine | None = None
+        self._shell: Shell | None = None
+
+    @property
+    def shell(self) -> Shell:
+        assert self._shell is not None, "guest is not booted"
+        return self._shell
+
+    @property
+    def console(self) -> Console:
+        return self.shell.console
+
+    def boot(self) -> Guest:
+        opts = self.options
+        if self.images.config is not None:
+            self.run_dir.keep_config(self.images.config)
+        initrd = initramfs.with_files(self.images.initrd, opts.put, self.run_dir.file("initrd.img"))
+        config = MachineConfig(
+            kernel=self.images.kernel,
+            initrd=initrd,
+            append=opts.append,
+            smp=opts.smp,
+            memory=opts.memory,
+            accel=opts.accel,
+        )
+        self.machine = Machine(config, self.run_dir)
+        self.machine.launch()
+        self._shell = Shell(self.machine.consoles["ttyS0"], self.machine.health)
+        self._shell.wait_ready(opts.boot_timeout)
+        self.run_dir.mark("shell-ready")
+        return self
+
+    def run(self, command: str, timeout: float = 60.0) -> Result:
+        return self.shell.run(command, timeout)
+
+    def check(self, command: str, timeout: float = 60.0) -> str:
+        return self.shell.check(command, timeout)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.shell.write_file(path, data)
+
     def close(self) -> int | None:
         """Tear the guest down; QEMU's exit status."""
         if self.machine is None:
             return None
         status = self.machine.shutdown()
         self.machine = None
+        self._shell = None
         return status
 
     def __enter__(self) -> Guest:

@@ -11,23 +11,23 @@ import tty
 
 import pexpect
 
-from .guest import Guest
+from .guest import Shell
 
 ESCAPE = b"\x1d"  # Ctrl-]
 
 
-def attach(guest: Guest) -> None:
-    """Relay the terminal and the guest console until Ctrl-] or the guest ends.
+def attach(shell: Shell) -> None:
+    """Relay the terminal and a shell's console until Ctrl-] or the guest ends.
 
     Console output still passes through the log and crash detector; a crash
     is reported when the session ends.
     """
-    console = guest.console
+    console = shell.console
     stdin = sys.stdin.fileno()
     stdout = sys.stdout.fileno()
     if os.isatty(stdin):
         size = shutil.get_terminal_size()
-        guest.run(f"stty rows {size.lines} cols {size.columns}")
+        shell.run(f"stty rows {size.lines} cols {size.columns}")
     console.send("\n")
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     if saved is not None:
@@ -50,5 +50,4 @@ def attach(guest: Guest) -> None:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
     os.write(stdout, b"\r\n")
-    assert guest.machine is not None
-    guest.machine.health()
+    shell.health()

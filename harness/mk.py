@@ -12,12 +12,18 @@ import errno
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass
 
-from .guest import Guest
+from . import dtb
+from .errors import InfraError
+from .guest import Guest, Shell
 from .initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 
 ROOT = "/sys/fs/multikernel"
+# The UART each spawned kernel gets, in order: the host keeps ttyS0.
+INSTANCE_CONSOLES = ("ttyS1", "ttyS2", "ttyS3")
+SPAWN_TIMEOUT = 300.0
 POOL_NAME = "Multikernel Memory Pool"
 _STRERROR = {os.strerror(code): name for code, name in errno.errorcode.items()}
 _KIMAGE_ROW = re.compile(r'^(\d+)\s+(\S+)\s+0x([0-9a-fA-F]+)\s+(\d+)\s+(\S+)\s+"(.*)"$')
@@ -119,6 +125,9 @@ class Multikernel:
 
     def __init__(self, guest: Guest) -> None:
         self.guest = guest
+        self.spawned: dict[str, Shell] = {}
+        # Seconds from the exec call to the instance's shell prompt.
+        self.spawn_seconds: dict[str, float] = {}
 
     def _outcome(self, command: str) -> Outcome:
         result = self.guest.run(command)
@@ -179,3 +188,51 @@ class Multikernel:
 
     def set_cpu_online(self, cpu: int, online: bool) -> None:
         self.guest.check(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
+
+    def free_console(self) -> str:
+        used = {shell.console.name for shell in self.spawned.values()}
+        for name in INSTANCE_CONSOLES:
+            if name not in used:
+                return name
+        raise InfraError(f"all instance consoles ({', '.join(INSTANCE_CONSOLES)}) are in use")
+
+    def spawn(
+        self,
+        inst: dtb.Instance,
+        console: str | None = None,
+        cmdline: str = "",
+        timeout: float = SPAWN_TIMEOUT,
+    ) -> Shell:
+        """Start a kernel in `inst` and return the shell on its console.
+
+        Creates the instance unless it exists, loads /boot/bzImage with the
+        guest's initramfs, takes the instance's CPUs offline, starts it and
+        waits for the mkh init's shell on `console` (the next free UART by
+        default).  Any refusal raises InfraError with the errno.
+        """
+        console = console or self.free_console()
+        machine = self.guest.machine
+        if machine is None:
+            raise InfraError("the guest is not running")
+        if inst.name not in self.instances():
+            self._must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
+        self._must(
+            self.load(inst.id, cmdline=f"console={console} {cmdline}".strip()),
+            f"loading a kernel into {inst.name}",
+        )
+        for cpu in inst.cpus:
+            self.set_cpu_online(cpu, False)
+        stream = machine.consoles[console]
+        stream.drive()
+        started = time.monotonic()
+        self._must(self.exec(inst.id), f"starting {inst.name}")
+        shell = Shell(stream, machine.health)
+        shell.wait_ready(timeout)
+        self.spawn_seconds[inst.name] = time.monotonic() - started
+        self.spawned[inst.name] = shell
+        return shell
+
+    @staticmethod
+    def _must(outcome: Outcome, what: str) -> None:
+        if not outcome.ok:
+            raise InfraError(f"{what} failed: {outcome.errno}: {outcome.output.strip()}")

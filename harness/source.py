@@ -278,6 +278,7 @@ def export_patches(tree: Path, base: str = BASE_TAG) -> list[Path]:
             "-q",
             "--zero-commit",
             "--no-signature",
+            "--no-numbered",
             "-o",
             str(staging),
             f"{base}..HEAD",

@@ -1,0 +1,106 @@
+"""Spawned kernels: started on an offline CPU, confined to their instance, host unharmed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from harness import dtb
+from harness.dtb import Instance
+from harness.errors import KernelCrash
+from harness.guest import Guest, Shell
+from harness.mk import Multikernel
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Guest]
+
+WEB = Instance("web-server", 1, (1,), 0x20000000)
+DB = Instance("database", 2, (2, 3), 0x40000000)
+
+
+def boot_host(boot: Boot) -> tuple[Guest, Multikernel]:
+    guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
+    mk = Multikernel(guest)
+    assert mk.upload(dtb.to_dtb([WEB, DB])).ok
+    return guest, mk
+
+
+def mem_total_kib(shell: Shell) -> int:
+    match = re.search(r"MemTotal:\s+(\d+) kB", shell.check("cat /proc/meminfo"))
+    assert match
+    return int(match.group(1))
+
+
+def apic_ids(shell: Shell) -> list[int]:
+    return [
+        int(x) for x in re.findall(r"^apicid\s*:\s*(\d+)", shell.check("cat /proc/cpuinfo"), re.M)
+    ]
+
+
+def test_usage_instance_spawns_on_its_cpu_with_its_memory(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    assert mk.status("web-server") == "active"
+    assert shell.console.name == "ttyS1"
+
+    assert shell.check("nproc").strip() == "1"
+    assert shell.check("cat /sys/devices/system/cpu/online").strip() == "0"
+    host_apic = apic_ids(guest)  # the host's online CPUs: 0, 2, 3
+    assert 1 not in host_apic
+    assert apic_ids(shell) == [1]
+
+    total = mem_total_kib(shell) * 1024
+    # All of the instance's memory but the kernel's own image and reservations.
+    assert WEB.memory - 64 * 2**20 < total <= WEB.memory
+
+    log = shell.check("dmesg")
+    assert "started by a multikernel host" in log
+    assert not re.search(r"ACPI: (RSDP|XSDT|RSDT|FACP|DSDT|APIC|HPET)", log), log
+    assert "usable" in log and log.count("BIOS-e820:") == 1  # only its own region
+
+
+def test_host_stays_healthy_while_the_instance_runs(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0,2-3"
+    assert guest.check("echo host-$((40 + 2))").strip() == "host-42"
+    assert shell.check("echo instance-$((40 + 2))").strip() == "instance-42"
+    assert guest.check("sha256sum /boot/bzImage").split()[0]
+    # The host cannot take the CPU back while the instance runs on it.
+    back = guest.run("echo 1 > /sys/devices/system/cpu/cpu1/online")
+    assert back.status != 0
+    assert guest.machine is not None
+    guest.machine.health()  # no crash signature on any console
+    for name in ("ttyS0", "ttyS1", "kmsg"):
+        assert guest.machine.consoles[name].crash is None
+
+
+def test_two_instances_run_at_once_on_their_own_consoles(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    web = mk.spawn(WEB)
+    db = mk.spawn(DB)
+    assert (web.console.name, db.console.name) == ("ttyS1", "ttyS2")
+    assert apic_ids(web) == [1]
+    assert apic_ids(db) == [2]  # it starts on the first CPU of its instance
+    assert web.check("echo web-$((1 + 1))").strip() == "web-2"
+    assert db.check("echo db-$((2 + 2))").strip() == "db-4"
+    assert mk.status("web-server") == mk.status("database") == "active"
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0"
+    assert "db-4" in guest.run_dir.console_log("ttyS2").read_text()
+    assert "db-4" not in guest.run_dir.console_log("ttyS1").read_text()
+
+
+def test_panic_in_an_instance_leaves_the_host_running(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    with pytest.raises(KernelCrash) as info:
+        shell.run("echo c > /proc/sysrq-trigger", timeout=60)
+    assert info.value.console == "ttyS1"
+    assert info.value.kind == "panic"
+    assert guest.machine is not None
+    guest.machine.consoles["ttyS1"].take_crash()
+    assert guest.machine.running()
+    assert guest.check("echo alive-$((6 * 7))").strip() == "alive-42"
+    assert mk.status("web-server") == "active"
