@@ -190,6 +190,8 @@ def base_repo() -> tuple[Path, str]:
 def apply_series(tree: Path, log: Path) -> None:
     """Reset `tree` to mkh-base and apply the series with `git am`."""
     patches = series_patches()
+    # A run interrupted in the middle of `git am` leaves its state behind.
+    subprocess.run(["git", "-C", str(tree), "am", "--abort"], capture_output=True, check=False)
     proc.run_logged(["git", "checkout", "-q", "-f", "--detach", BASE_TAG], log, cwd=tree)
     proc.run_logged(["git", "clean", "-q", "-f", "-d"], log, cwd=tree)
     for patch in patches:

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from harness.errors import EXIT_CRASH, EXIT_TIMEOUT
 from harness.guest import Images
+from tests.conftest import qemu_processes
 
 pytestmark = pytest.mark.qemu
 MKH = [sys.executable, "-m", "harness.cli"]
@@ -92,24 +94,37 @@ def test_second_build_does_not_run_make(guest_images: Images, tmp_path: Path) ->
     assert f"initramfs: {guest_images.initrd}" in done.stdout.splitlines()
 
 
-def test_shell_is_interactive_and_leaving_tears_the_guest_down(guest_images: Images) -> None:
-    import pexpect
-
-    from tests.conftest import qemu_processes
-
+def shell_session(*args: str, console: str = "ttyS0") -> pexpect.spawn:
+    """`mkh shell ARGS` on a pseudo-terminal, attached to `console` and at its prompt."""
     session = pexpect.spawn(
-        MKH[0],
-        [*MKH[1:], "shell", "--smp", "2"],
-        encoding="utf-8",
-        timeout=120,
-        dimensions=(40, 120),
+        MKH[0], [*MKH[1:], "shell", *args], encoding="utf-8", timeout=300, dimensions=(40, 120)
     )
-    session.expect("leave with Ctrl-]")
+    session.expect(f"attached to {console}; leave with Ctrl-]")
     session.expect(r"mkh-guest:\d+ # ")
-    session.sendline("echo $((20 + 22))-answer; nproc")
-    session.expect(r"42-answer\r\n2\r\n")
+    return session
+
+
+def leave(session: pexpect.spawn) -> None:
+    """Ctrl-] must end the session cleanly and leave no QEMU behind."""
     session.send("\x1d")
     session.expect(pexpect.EOF)
     session.close()
     assert session.exitstatus == 0
     assert qemu_processes() == []
+
+
+def test_shell_is_interactive_and_leaving_tears_the_guest_down(guest_images: Images) -> None:
+    session = shell_session("--smp", "2")
+    session.sendline("echo $((20 + 22))-answer; nproc")
+    session.expect(r"42-answer\r\n2\r\n")
+    leave(session)
+
+
+def test_shell_instance_lands_in_the_spawned_kernel(guest_images: Images) -> None:
+    session = shell_session("--instance", "web-server", console="ttyS1")
+    session.sendline(
+        "cat /sys/devices/system/cpu/online; grep apicid /proc/cpuinfo; grep MemTotal /proc/meminfo"
+    )
+    session.expect(r"\r\n0\r\napicid\s+: 1\r\ninitial apicid\s+: 1\r\nMemTotal:\s+(\d+) kB")
+    assert 448 * 1024 < int(session.match.group(1)) <= 512 * 1024
+    leave(session)

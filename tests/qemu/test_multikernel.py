@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness import dtb
+from harness.cli import EXAMPLE_DTS
 from harness.dtb import Instance
 from harness.guest import Guest, GuestOptions, Images
 from harness.mk import ROOT, Multikernel, Pool
@@ -20,30 +21,8 @@ MEMORY = "4G"
 WEB = Instance("web-server", 1, (1,), 0x20000000)
 DB = Instance("database", 2, (2, 3), 0x40000000)
 
-# usage.rst Phase 1, step 1: the example device tree (its interface content).
-USAGE_DTS = """/dts-v1/;
-/ {
-    compatible = "multikernel-v1";
-
-    instances {
-        web-server {
-            id = <1>;
-            resources {
-                cpus = <1>;
-                memory-bytes = <0x20000000>;   // 512MB
-            };
-        };
-
-        database {
-            id = <2>;
-            resources {
-                cpus = <2 3>;
-                memory-bytes = <0x40000000>;   // 1GB
-            };
-        };
-    };
-};
-"""
+# usage.rst Phase 1, step 1: the example device tree.
+USAGE_DTS = EXAMPLE_DTS.read_text()
 
 WEB_SOURCE = """/dts-v1/;
 

@@ -5,6 +5,7 @@ import fdt
 import pytest
 
 from harness import dtb
+from harness.cli import EXAMPLE_DTS as EXAMPLE
 from harness.dtb import Instance, Target
 
 # The instances of the usage.rst examples (two, then three instances).
@@ -12,27 +13,7 @@ WEB = Instance("web-server", 1, (1,), 0x20000000)
 DB = Instance("database", 2, (2, 3), 0x40000000)
 LB = Instance("load-balancer", 3, (0,), 0x10000000)
 
-EXAMPLE_DTS = """/dts-v1/;
-/ {
-	compatible = "multikernel-v1";
-	instances {
-		web-server {
-			id = <1>;
-			resources {
-				cpus = <1>;
-				memory-bytes = <0x20000000>;	/* 512 MiB */
-			};
-		};
-		database {
-			id = <2>;
-			resources {
-				cpus = <2 3>;
-				memory-bytes = <0x40000000>;	/* 1 GiB */
-			};
-		};
-	};
-};
-"""
+EXAMPLE_DTS = EXAMPLE.read_text()
 
 
 def tree(blob: bytes) -> Any:
