@@ -109,7 +109,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _command_line(args: argparse.Namespace) -> str:
     """One argument is a shell command line; several are an argv, quoted exactly."""
-    words = [w for w in args.command if w != "--"] if args.command[:1] == ["--"] else args.command
+    words = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not words or not "".join(words).strip():
+        raise InfraError("nothing to run: give --script FILE or -- COMMAND...")
     if len(words) == 1:
         return str(words[0])
     return shlex.join(words)
@@ -122,10 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.script:
         options.put.append((args.script, "/run/mkh/script"))
         line = "sh /run/mkh/script"
-    elif args.command:
-        line = _command_line(args)
     else:
-        raise InfraError("nothing to run: give --script FILE or -- COMMAND...")
+        line = _command_line(args)
     built = images.resolve(_choice(args))
     run = RunDir(args.artifacts)
     guest = Guest(built, options, run)
@@ -144,9 +144,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
     """The DTB's instances; sizes the pool and memory for them unless given."""
-    instances, problems = dtb.parse(dtb.load(args.dtb))
+    blob = dtb.load(args.dtb)
+    problems = dtb.check(blob, dtb.Target(cpus=options.smp))
     if problems:
         raise InfraError("; ".join(str(p) for p in problems))
+    instances = dtb.parse(blob)[0]
     if args.instance not in {inst.name for inst in instances}:
         names = ", ".join(inst.name for inst in instances)
         raise InfraError(f"{args.dtb} has no instance {args.instance!r} (it has {names})")
@@ -169,11 +171,12 @@ def cmd_shell(args: argparse.Namespace) -> int:
             mk = Multikernel(guest)
             outcome = mk.upload(dtb.to_dtb(instances))
             if not outcome.ok:
-                raise InfraError(f"uploading {args.dtb} failed: {outcome.errno}")
+                raise InfraError(f"uploading {args.dtb} failed: {outcome.output.strip()}")
             inst = next(i for i in instances if i.name == args.instance)
             shell = mk.spawn(inst)
         note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
-        interactive.attach(shell)
+        assert guest.machine is not None
+        interactive.attach(shell, guest.machine.check_crashes)
     return 0
 
 
@@ -195,6 +198,13 @@ def cmd_export_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
 def _size(text: str) -> int:
     """A byte count with an optional K/M/G suffix (as mkkernel_pool= takes)."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -206,7 +216,7 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
-def _report(problems: list[dtb.Problem]) -> int:
+def _report(problems: list[str] | list[dtb.Problem]) -> int:
     for problem in problems:
         sys.stderr.write(f"mkh: {problem}\n")
     return 1 if problems else 0
@@ -236,11 +246,9 @@ def cmd_dtb(args: argparse.Namespace) -> int:
 
 def cmd_series_check(args: argparse.Namespace) -> int:
     problems = series.check(args.dir, args.base, build=not args.no_build)
-    for problem in problems:
-        sys.stderr.write(f"mkh: {problem}\n")
     if not problems:
         note("every patch is checkpatch --strict clean" + ("" if args.no_build else " and builds"))
-    return 1 if problems else 0
+    return _report(problems)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -298,7 +306,9 @@ def parser() -> argparse.ArgumentParser:
         choices=("spawn",),
         help="spawn: exec call to instance shell vs QEMU start to host shell",
     )
-    bn.add_argument("--runs", type=int, default=3, help="runs to take the median of (default 3)")
+    bn.add_argument(
+        "--runs", type=_positive, default=3, help="runs to take the median of (default 3)"
+    )
     bn.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     _add_kernel_choice(bn)
     bn.set_defaults(func=cmd_bench)

@@ -1,9 +1,9 @@
 """Console streams: each serial port (and the kernel log port) of a guest.
 
 Every byte read from a console goes to its log file and through a crash
-detector.  A console nobody is driving is drained by a background thread so
-its log and crash checks stay current; the driven console is read by pexpect
-while a command runs.
+detector.  Between operations a background thread drains each console so
+its log and crash checks stay current; an operation that talks to a shell
+holds `driven()` so that pexpect alone reads what the shell answers.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -68,6 +69,7 @@ class Console:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
+        self._driven = 0
 
     @property
     def crash(self) -> Crash | None:
@@ -83,10 +85,10 @@ class Console:
         self.tap.detector = self.detector
         return crash
 
-    # -- passive draining -------------------------------------------------
+    # -- background draining ----------------------------------------------
 
     def watch(self) -> None:
-        """Drain this console in the background until `drive()` is called."""
+        """Drain this console in the background (the state between operations)."""
         if self._pump is None and not self.closed:
             self._stop.clear()
             self._pump = threading.Thread(
@@ -104,6 +106,18 @@ class Console:
             self._stop.set()
             self._pump.join()
             self._pump = None
+
+    @contextmanager
+    def driven(self) -> Iterator[Console]:
+        """Read this console only through the caller for the duration (re-entrant)."""
+        self._driven += 1
+        self.drive()
+        try:
+            yield self
+        finally:
+            self._driven -= 1
+            if not self._driven:
+                self.watch()
 
     def read_some(self, timeout: float) -> None:
         """Read whatever arrives within `timeout` (into the log and detector only)."""
@@ -131,7 +145,11 @@ class Console:
     # -- driving ----------------------------------------------------------
 
     def send(self, text: str) -> None:
-        self.child.send(text)
+        try:
+            self.child.send(text)
+        except OSError:
+            self._mark_closed()
+            raise GuestExited(self.name, self.tail()) from None
 
     def expect(
         self,
@@ -158,10 +176,10 @@ class Console:
             except pexpect.TIMEOUT:
                 health()
                 continue
-            except pexpect.EOF:
+            except (pexpect.EOF, OSError):
                 self._mark_closed()
                 health()
-                raise GuestExited(self.name, self.tail(), None) from None
+                raise GuestExited(self.name, self.tail()) from None
             health()
             return int(index)
 

@@ -24,7 +24,7 @@ SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("rcu-stall", r"INFO: \S+ (?:self-)?detected stalls? on CPU"),
         ("general-protection-fault", r"(?:Oops: )?general protection fault"),
         ("oops", r"Oops: "),
-        ("bug", r"BUG: |kernel BUG at "),
+        ("bug", r"(?:BUG: |kernel BUG at )"),
         ("warning", r"WARNING: CPU: \d+ PID: \d+ at "),
     )
 )

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import fdt
 
-from .errors import InfraError
+from .errors import HarnessError, InfraError
 
 COMPATIBLE = "multikernel-v1"
 MAX_ID = 2047
 PAGE_SIZE = 4096
 
 
-class DtbError(ValueError):
+class DtbError(HarnessError, ValueError):
     """A blob that is not a multikernel device tree at all (the kernel's EINVAL)."""
 
 
@@ -253,7 +253,10 @@ def instance_dts(inst: Instance) -> str:
 
 def load(path: Path) -> bytes:
     """A DTB from a .dtb file, or compiled from any other (DTS) file."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InfraError(f"cannot read {path}: {exc.strerror}") from exc
     if data[:4] == b"\xd0\x0d\xfe\xed":
         return data
-    return compile_dts(data.decode())
+    return compile_dts(data.decode(errors="replace"))

@@ -56,8 +56,18 @@ class KernelCrash(HarnessError):
 class GuestExited(HarnessError):
     """QEMU ended while the harness still expected the guest to run."""
 
-    def __init__(self, console: str, tail: str, returncode: int | None) -> None:
-        super().__init__(f"QEMU exited (status {returncode}) while waiting on {console}")
+    def __init__(self, console: str, tail: str, returncode: int | None = None) -> None:
+        status = "" if returncode is None else f" with status {returncode}"
+        super().__init__(f"QEMU exited{status} while waiting on {console}")
         self.console = console
         self.tail = tail
         self.returncode = returncode
+
+
+class GuestCommandFailed(HarnessError, AssertionError):
+    """A guest command that had to succeed did not."""
+
+    def __init__(self, console: str, command: str, status: int, output: str) -> None:
+        super().__init__(f"{console}: {command!r} exited {status}:\n{output}")
+        self.status = status
+        self.output = output

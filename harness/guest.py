@@ -13,6 +13,7 @@ from pathlib import Path
 from . import initramfs
 from .artifacts import RunDir
 from .console import Console
+from .errors import GuestCommandFailed
 from .machine import Machine, MachineConfig
 
 READY = "mkh-guest: ready"
@@ -73,15 +74,17 @@ class Shell:
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for the init's banner, then for a prompt."""
-        self._wait(READY, timeout, "the guest init")
-        self.sync(timeout)
+        with self.console.driven():
+            self._wait(READY, timeout, "the guest init")
+            self.sync(timeout)
 
     def sync(self, timeout: float = 30.0) -> None:
         """Get to a fresh prompt whatever the console printed before."""
         n = next(self._ids)
-        self.console.send(f"echo MKH''S{n}\n")
-        self._wait(rf"MKHS{n}\r?\n", timeout, "the shell to answer")
-        self._wait(PROMPT, timeout, "the shell prompt")
+        with self.console.driven():
+            self.console.send(f"echo MKH''S{n}\n")
+            self._wait(rf"MKHS{n}\r?\n", timeout, "the shell to answer")
+            self._wait(PROMPT, timeout, "the shell prompt")
 
     def run(self, command: str, timeout: float = 60.0) -> Result:
         """Run a shell command line; its output (LF line ends) and status."""
@@ -90,24 +93,23 @@ class Shell:
             self.write_file(script, command.encode() + b"\n")
             command = f". {script}"
         n = next(self._ids)
-        # One line: input typed ahead would be echoed into the command's output.
-        self.console.send(f"echo MKH''B{n}; {command}; echo \"MKH\"'E{n}':$?\n")
-        self._wait(rf"MKHB{n}\r?\n", timeout, f"the start of {command!r}")
-        self._wait(rf"MKHE{n}:(\d+)\r?\n", timeout, f"{command!r} to finish")
-        child = self.console.child
-        output = str(child.before).replace("\r\n", "\n")
-        assert child.match is not None and not isinstance(child.match, type)
-        status = int(child.match.group(1))
-        self._wait(PROMPT, timeout, "the shell prompt")
+        with self.console.driven():
+            # One line: input typed ahead would be echoed into the command's output.
+            self.console.send(f"echo MKH''B{n}; {command}; echo \"MKH\"'E{n}':$?\n")
+            self._wait(rf"MKHB{n}\r?\n", timeout, f"the start of {command!r}")
+            self._wait(rf"MKHE{n}:(\d+)\r?\n", timeout, f"{command!r} to finish")
+            child = self.console.child
+            output = str(child.before).replace("\r\n", "\n")
+            assert child.match is not None and not isinstance(child.match, type)
+            status = int(child.match.group(1))
+            self._wait(PROMPT, timeout, "the shell prompt")
         return Result(output, status)
 
     def check(self, command: str, timeout: float = 60.0) -> str:
         """Run a command that must succeed; its output."""
         result = self.run(command, timeout)
         if result.status != 0:
-            raise AssertionError(
-                f"{self.console.name}: {command!r} exited {result.status}:\n{result.output}"
-            )
+            raise GuestCommandFailed(self.console.name, command, result.status, result.output)
         return result.output
 
     def write_file(self, path: str, data: bytes) -> None:
@@ -180,7 +182,11 @@ class Guest:
         return status
 
     def __enter__(self) -> Guest:
-        return self.boot()
+        try:
+            return self.boot()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,19 +8,21 @@ import shutil
 import sys
 import termios
 import tty
+from collections.abc import Callable
 
 import pexpect
 
+from .console import Console
 from .guest import Shell
 
 ESCAPE = b"\x1d"  # Ctrl-]
 
 
-def attach(shell: Shell) -> None:
+def attach(shell: Shell, check_crashes: Callable[[], None]) -> None:
     """Relay the terminal and a shell's console until Ctrl-] or the guest ends.
 
-    Console output still passes through the log and crash detector; a crash
-    is reported when the session ends.
+    Console output still passes through the log and crash detector;
+    `check_crashes` reports a crash when the session ends.
     """
     console = shell.console
     stdin = sys.stdin.fileno()
@@ -28,6 +30,13 @@ def attach(shell: Shell) -> None:
     if os.isatty(stdin):
         size = shutil.get_terminal_size()
         shell.run(f"stty rows {size.lines} cols {size.columns}")
+    with console.driven():
+        _relay(console, stdin, stdout)
+    os.write(stdout, b"\r\n")
+    check_crashes()
+
+
+def _relay(console: Console, stdin: int, stdout: int) -> None:
     console.send("\n")
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     if saved is not None:
@@ -49,5 +58,3 @@ def attach(shell: Shell) -> None:
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-    os.write(stdout, b"\r\n")
-    shell.health()

@@ -6,11 +6,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import HarnessError
+
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 
 
-class ConfigError(ValueError):
+class ConfigError(HarnessError, ValueError):
     """A fragment is malformed, contradicts another, or was not honoured."""
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import shlex
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qemu.qmp import QMPError
@@ -25,7 +26,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from . import accel
 from .artifacts import RunDir
 from .console import Console
-from .errors import InfraError, KernelCrash
+from .errors import GuestExited, InfraError, KernelCrash
 
 SERIAL_PORTS = 4  # ttyS0 (host console), ttyS1-ttyS3 (spawned instances)
 KMSG_PORT = 0xE9  # isa-debugcon port guest/kmsgcon writes the kernel log to
@@ -44,10 +45,14 @@ class MachineConfig:
     accel: str = "auto"
     cpu: str | None = None
     qemu: str = "qemu-system-x86_64"
-    extra_args: list[str] = field(default_factory=list)
 
     def cmdline(self) -> str:
         return f"console=ttyS0,115200 panic=-1 {self.append}".strip()
+
+
+def process_name() -> str:
+    """QEMU's process name: $MKH_QEMU_NAME (so a test run can find its own), else mkh-qemu."""
+    return os.environ.get("MKH_QEMU_NAME", "mkh-qemu")
 
 
 def _die_with_parent() -> None:
@@ -70,6 +75,10 @@ class Machine:
 
     # -- start ------------------------------------------------------------
 
+    @property
+    def _qmp_path(self) -> str:
+        return str(Path(self._sockdir.name) / "qmp.sock")
+
     def _listen(self, name: str) -> str:
         path = str(Path(self._sockdir.name) / f"{name}.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -84,7 +93,7 @@ class Machine:
         args = [
             cfg.qemu,
             "-name",
-            "mkh-guest,process=mkh-qemu",
+            f"mkh-guest,process={process_name()}",
             "-machine",
             "pc",
             "-accel",
@@ -107,8 +116,12 @@ class Machine:
         ]
         if cfg.initrd:
             args += ["-initrd", str(cfg.initrd)]
-        qmp_path = str(Path(self._sockdir.name) / "qmp.sock")
-        args += ["-chardev", f"socket,id=qmp,path={qmp_path}", "-mon", "chardev=qmp,mode=control"]
+        args += [
+            "-chardev",
+            f"socket,id=qmp,path={self._qmp_path}",
+            "-mon",
+            "chardev=qmp,mode=control",
+        ]
         for index in range(SERIAL_PORTS):
             path = self._listen(f"ttyS{index}")
             args += [
@@ -124,12 +137,11 @@ class Machine:
             "-device",
             f"isa-debugcon,iobase={KMSG_PORT:#x},chardev=kmsg",
         ]
-        return args + cfg.extra_args
+        return args
 
     def launch(self) -> None:
         self.accel = accel.choose(self.config.accel, self.config.qemu)
-        qmp_path = str(Path(self._sockdir.name) / "qmp.sock")
-        self._qmp = QEMUMonitorProtocol(qmp_path, server=True, nickname="mkh")
+        self._qmp = QEMUMonitorProtocol(self._qmp_path, server=True, nickname="mkh")
         args = self.command()
         self.run.file("qemu-cmdline.txt").write_text(shlex.join(args) + "\n")
         stderr = self.run.file("qemu-stderr.log").open("wb")
@@ -143,6 +155,7 @@ class Machine:
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:
+            self.shutdown()
             raise InfraError(f"cannot start {args[0]}: {exc.strerror}") from exc
         finally:
             stderr.close()
@@ -153,15 +166,14 @@ class Machine:
                 self.consoles[name] = Console(
                     name, self._accept(listener), self.run.console_log(name)
                 )
-        except (QMPError, TimeoutError, OSError) as exc:
+        except (QMPError, TimeoutError, OSError, InfraError) as exc:
             self.shutdown()
             raise InfraError(
                 f"QEMU did not come up: {self._stderr_tail() or exc}",
                 self.run.file("qemu-stderr.log"),
             ) from exc
-        for name, console in self.consoles.items():
-            if name != "ttyS0":
-                console.watch()
+        for console in self.consoles.values():
+            console.watch()
 
     def _accept(self, listener: socket.socket) -> socket.socket:
         listener.settimeout(0.2)
@@ -198,19 +210,24 @@ class Machine:
         assert isinstance(reply, dict)
         return str(reply["status"])
 
-    def health(self) -> None:
+    def check_crashes(self) -> None:
         """Raise KernelCrash if any console has shown a crash (with its backtrace)."""
+        ended = not self.running()
         for console in self.consoles.values():
+            if console.crash is None and ended:
+                console.drain(CRASH_GRACE)  # QEMU is gone: read up to EOF
             if console.crash is not None:
                 console.drain(CRASH_GRACE)
                 crash = console.crash
                 raise KernelCrash(crash.console, crash.kind, crash.line, crash.text())
+
+    def health(self) -> None:
+        """check_crashes(), and GuestExited if QEMU has ended."""
+        self.check_crashes()
         if not self.running():
-            for console in self.consoles.values():
-                console.drain(CRASH_GRACE)
-                if console.crash is not None:
-                    crash = console.crash
-                    raise KernelCrash(crash.console, crash.kind, crash.line, crash.text())
+            tail = self.consoles["ttyS0"].tail() if "ttyS0" in self.consoles else ""
+            status = self.process.returncode if self.process else None
+            raise GuestExited("the machine", tail, status)
 
     # -- stop -------------------------------------------------------------
 

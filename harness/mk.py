@@ -31,12 +31,12 @@ _IOMEM_ROW = re.compile(r"^( *)([0-9a-f]+)-([0-9a-f]+) : (.*)$")
 
 
 def errno_name(message: str) -> str | None:
-    """The errno whose strerror text (or name) appears in a command's error output."""
-    for text, name in _STRERROR.items():
-        if text in message:
-            return name
-    match = re.search(r"\b(E[A-Z0-9]+)\b", message)
-    return match.group(1) if match and match.group(1) in errno.__dict__ else None
+    """The errno a command's error output names, by its symbol or its strerror text."""
+    for word in re.findall(r"\bE[A-Z0-9]+\b", message):
+        if word in errno.__dict__:
+            return str(word)
+    found = [text for text in _STRERROR if text in message]
+    return _STRERROR[max(found, key=len)] if found else None
 
 
 @dataclass(frozen=True)
@@ -223,11 +223,11 @@ class Multikernel:
         for cpu in inst.cpus:
             self.set_cpu_online(cpu, False)
         stream = machine.consoles[console]
-        stream.drive()
-        started = time.monotonic()
-        self._must(self.exec(inst.id), f"starting {inst.name}")
         shell = Shell(stream, machine.health)
-        shell.wait_ready(timeout)
+        with stream.driven():  # from before the start, so no output is missed
+            started = time.monotonic()
+            self._must(self.exec(inst.id), f"starting {inst.name}")
+            shell.wait_ready(timeout)
         self.spawn_seconds[inst.name] = time.monotonic() - started
         self.spawned[inst.name] = shell
         return shell

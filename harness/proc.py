@@ -62,11 +62,11 @@ def run_logged(
         raise InfraError(f"{label} failed with status {status}; last lines:\n{text}\n", log)
 
 
-def output(cmd: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> str:
+def output(cmd: Sequence[str | os.PathLike[str]]) -> str:
     """Run a short command and return its stdout; InfraError if it fails."""
     argv = [os.fspath(c) for c in cmd]
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise InfraError(f"cannot run {argv[0]}: {exc.strerror}") from exc
     if done.returncode != 0:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import kernel, proc, source
+from . import kernel, source
 from .errors import InfraError
 from .progress import note
 
 
 def commits(tree: Path, base: str) -> list[str]:
-    out = proc.output(["git", "-C", str(tree), "rev-list", "--reverse", f"{base}..HEAD"])
+    out = source.git(tree, "rev-list", "--reverse", f"{base}..HEAD")
     return out.split()
 
 
 def checkpatch(tree: Path, commit: str) -> str | None:
     """checkpatch --strict on one commit; its complaints, or None when clean."""
-    patch = proc.output(["git", "-C", str(tree), "format-patch", "--stdout", "-1", commit])
+    patch = source.git(tree, "format-patch", "--stdout", "-1", commit)
     done = subprocess.run(
         ["perl", "scripts/checkpatch.pl", "--strict", "--no-tree", "-"],
         input=patch,
@@ -35,25 +35,25 @@ def check(tree: Path, base: str = source.BASE_TAG, build: bool = True) -> list[s
     The tree is left at the commit it was on.
     """
     tree = tree.resolve()
-    if proc.output(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"]):
+    if source.git(tree, "status", "--porcelain", "--untracked-files=no"):
         raise InfraError(f"{tree} has uncommitted changes; commit or stash them first")
-    head = proc.output(["git", "-C", str(tree), "rev-parse", "--abbrev-ref", "HEAD"]).strip()
+    head = source.git(tree, "rev-parse", "--abbrev-ref", "HEAD").strip()
     if head == "HEAD":
-        head = proc.output(["git", "-C", str(tree), "rev-parse", "HEAD"]).strip()
+        head = source.git(tree, "rev-parse", "HEAD").strip()
     problems = []
     try:
         for commit in commits(tree, base):
-            title = proc.output(["git", "-C", str(tree), "log", "-1", "--format=%h %s", commit])
+            title = source.git(tree, "log", "-1", "--format=%h %s", commit)
             note(f"checking {title.strip()}")
             complaints = checkpatch(tree, commit)
             if complaints:
                 problems.append(f"{title.strip()}: checkpatch --strict:\n{complaints}")
             if build:
-                proc.output(["git", "-C", str(tree), "checkout", "-q", commit])
+                source.git(tree, "checkout", "-q", commit)
                 try:
                     kernel.build(source.user_source(tree))
                 except InfraError as exc:
                     problems.append(f"{title.strip()}: does not build: {exc}")
     finally:
-        proc.output(["git", "-C", str(tree), "checkout", "-q", head])
+        source.git(tree, "checkout", "-q", head)
     return problems

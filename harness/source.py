@@ -260,7 +260,11 @@ def make_kernel_tree(dest: Path, with_series: bool = True) -> Path:
     with step(f"Applying the series ({len(patches)} patches)"):
         for patch in patches:
             proc.run_logged(
-                ["git", "am", "-q", patch], log, cwd=dest, what=f"applying {patch.name}"
+                ["git", "am", "-q", patch],
+                log,
+                cwd=dest,
+                env=GIT_ENV,
+                what=f"applying {patch.name}",
             )
     return dest
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,13 +14,19 @@ import pytest
 from harness import images
 from harness.artifacts import RunDir
 from harness.guest import Guest, GuestOptions, Images
+from harness.machine import process_name
 
-QEMU_PROCESS_NAME = "mkh-qemu"  # harness.machine names QEMU's process this
+# Every QEMU this test run starts (also through `mkh` subprocesses, which
+# inherit the environment) carries this process name, so the run can tell its
+# own QEMUs from anybody else's.
+os.environ["MKH_QEMU_NAME"] = f"mkh-{secrets.token_hex(4)}"
+MKH = [sys.executable, "-m", "harness.cli"]
 
 
 def qemu_processes() -> list[str]:
+    """This test run's QEMU processes that are still alive."""
     found = subprocess.run(
-        ["pgrep", "-a", "-x", QEMU_PROCESS_NAME], capture_output=True, text=True, check=False
+        ["pgrep", "-a", "-x", process_name()], capture_output=True, text=True, check=False
     )
     return found.stdout.splitlines()
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 from harness.paths import cache_dir
+from tests.conftest import MKH
 
 pytestmark = pytest.mark.qemu
-MKH = [sys.executable, "-m", "harness.cli"]
 
 
 def test_stock_tree_builds_without_the_series_and_boots() -> None:

@@ -97,6 +97,10 @@ def test_a_typed_command_mentioning_a_signature_is_not_a_crash() -> None:
     detector = Detector("ttyS0")
     detector.feed("mkh-guest:0 # echo 'Kernel panic - not syncing: no' > /tmp/x\r\n")
     detector.feed("mkh-guest:0 # grep 'WARNING: CPU: 0 PID: 1 at ' /tmp/log\r\n")
+    detector.feed("mkh-guest:0 # grep 'kernel BUG at ' /tmp/log\r\n")
+    detector.feed(
+        "mkh-guest:0 # echo 'BUG: soft lockup - CPU#0 stuck' 'general protection fault'\r\n"
+    )
     assert detector.crash is None
 
 

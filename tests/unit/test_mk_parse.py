@@ -43,4 +43,6 @@ def test_errno_from_busybox_messages() -> None:
     assert mk.errno_name("rmdir: 'x': Device or resource busy") == "EBUSY"
     assert mk.errno_name("mkctl: load: ENOENT: No such file or directory") == "ENOENT"
     assert mk.errno_name("mkdir: can't create directory 'x': Operation not permitted") == "EPERM"
+    assert mk.errno_name("mkctl: exec: ENXIO: No such device or address") == "ENXIO"
+    assert mk.errno_name("sh: write error: No such device or address") == "ENXIO"
     assert mk.errno_name("all fine") is None
