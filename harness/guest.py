@@ -96,10 +96,20 @@ class Shell:
         with self.console.driven():
             # One line: input typed ahead would be echoed into the command's output.
             self.console.send(f"echo MKH''B{n}; {command}; echo \"MKH\"'E{n}':$?\n")
-            self._wait(rf"MKHB{n}\r?\n", timeout, f"the start of {command!r}")
-            self._wait(rf"MKHE{n}:(\d+)\r?\n", timeout, f"{command!r} to finish")
+            started = self.console.expect(
+                [rf"MKHB{n}\r?\n", PROMPT], timeout, f"the start of {command!r}", self.health
+            )
+            if started == 1:
+                # The shell refused the line (a syntax error): it prompts again.
+                return Result(str(self.console.child.before).replace("\r\n", "\n"), 2)
+            ended = self.console.expect(
+                [rf"MKHE{n}:(\d+)\r?\n", PROMPT], timeout, f"{command!r} to finish", self.health
+            )
             child = self.console.child
             output = str(child.before).replace("\r\n", "\n")
+            if ended == 1:
+                # A syntax error in a sourced script ends the whole line.
+                return Result(output, 2)
             assert child.match is not None and not isinstance(child.match, type)
             status = int(child.match.group(1))
             self._wait(PROMPT, timeout, "the shell prompt")

@@ -41,6 +41,12 @@ def test_exit_status_and_output_pass_through(boot: Boot) -> None:
     assert result.output == "out\nerr\n"
     assert guest.run("printf 'no newline'").output == "no newline"
     assert guest.run("false").status == 1
+    refused = guest.run("echo (unbalanced", timeout=30)  # no wait for the timeout
+    assert refused.status == 2 and "syntax error" in refused.output
+    assert guest.check("echo still-here") == "still-here\n"
+    sourced = guest.run("echo a\nif true; then", timeout=30)  # goes through a script file
+    assert sourced.status == 2 and "syntax error" in sourced.output
+    assert guest.check("echo still-here") == "still-here\n"
 
 
 def test_long_and_multiline_commands_run_through_a_file(boot: Boot) -> None:
