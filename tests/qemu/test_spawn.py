@@ -104,3 +104,16 @@ def test_panic_in_an_instance_leaves_the_host_running(boot: Boot) -> None:
     assert guest.machine.running()
     assert guest.check("echo alive-$((6 * 7))").strip() == "alive-42"
     assert mk.status("web-server") == "active"
+
+
+def test_three_instances_use_the_three_instance_consoles(boot: Boot) -> None:
+    guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
+    mk = Multikernel(guest)
+    shells = [mk.spawn(Instance(f"small{cpu}", cpu, (cpu,), 0x10000000)) for cpu in (1, 2, 3)]
+    assert [s.console.name for s in shells] == ["ttyS1", "ttyS2", "ttyS3"]
+    for cpu, shell in zip((1, 2, 3), shells, strict=True):
+        assert apic_ids(shell) == [cpu]
+        assert shell.check(f"echo on-$(({cpu} * 10))").strip() == f"on-{cpu * 10}"
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0"
+    assert guest.machine is not None
+    guest.machine.health()
