@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import bench, dtb, images, interactive, series, source
+from . import bench, dtb, images, interactive, kernel, series, source
 from .artifacts import RunDir
 from .errors import HarnessError, InfraError, KernelCrash
-from .guest import Guest, GuestOptions
+from .guest import Guest, GuestOptions, Images
+from .machine import free_port
 from .mk import Multikernel
 from .paths import IMAGES_DIR
 from .progress import note
@@ -76,6 +77,11 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
         help="keep this run's logs in DIR (default: the cache's runs/)",
     )
     group.add_argument(
+        "--gdb",
+        action="store_true",
+        help="start QEMU's gdbstub and print the gdb command line that attaches to it",
+    )
+    group.add_argument(
         "--boot-timeout",
         type=float,
         default=120.0,
@@ -96,7 +102,18 @@ def _options(args: argparse.Namespace) -> GuestOptions:
         accel=args.accel,
         boot_timeout=args.boot_timeout,
         put=list(args.put),
+        gdb_port=free_port() if args.gdb else None,
     )
+
+
+def _announce_gdb(built: Images, options: GuestOptions) -> None:
+    if options.gdb_port is None:
+        return
+    vmlinux = kernel.companions(built.kernel).vmlinux
+    target = shlex.quote(str(vmlinux)) if vmlinux else "VMLINUX"
+    note(f"gdb: gdb -ex 'target remote 127.0.0.1:{options.gdb_port}' {target}")
+    if vmlinux is None:
+        note(f"no vmlinux found next to {built.kernel}; give gdb the one it was built with")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -127,11 +144,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         line = _command_line(args)
     built = images.resolve(_choice(args))
+    _announce_gdb(built, options)
     run = RunDir(args.artifacts)
     guest = Guest(built, options, run)
     try:
         guest.boot()
         result = guest.run(line, timeout=args.timeout)
+        guest.finish()
     except HarnessError as exc:
         exc.add_note(f"artifacts: {run.path}")
         raise
@@ -164,6 +183,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     options = _options(args)
     instances = _instance_setup(args, options) if args.instance else []
     built = images.resolve(_choice(args))
+    _announce_gdb(built, options)
     run = RunDir(args.artifacts)
     with Guest(built, options, run) as guest:
         shell = guest.shell

@@ -9,13 +9,12 @@ holds `driven()` so that pexpect alone reads what the shell answers.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import pexpect
 from pexpect import fdpexpect
@@ -28,18 +27,40 @@ TAIL_CHARS = 2000
 
 
 class Tap:
-    """pexpect's logfile_read: appends to the log and feeds the crash detector."""
+    """pexpect's logfile_read: appends to the log and feeds the crash detector.
+
+    It also signals texts somebody waits for (`expect_text`), whoever reads
+    the stream at the time: the background drain or a driving operation.
+    """
 
     def __init__(self, log: TextIO, detector: Detector) -> None:
         self._log = log
         self.detector = detector
         self._tail = ""
+        self._waits: dict[str, threading.Event] = {}
+        self._carry = ""
+        self._lock = threading.Lock()
 
     def write(self, data: str) -> None:
         self._log.write(data)
         self._log.flush()
         self._tail = (self._tail + data)[-TAIL_CHARS:]
         self.detector.feed(data)
+        with self._lock:
+            if not self._waits:
+                return
+            window = self._carry + data
+            for text in [t for t in self._waits if t in window]:
+                self._waits.pop(text).set()
+            longest = max((len(t) for t in self._waits), default=1)
+            self._carry = window[-(longest - 1) :] if longest > 1 else ""
+
+    def expect_text(self, text: str) -> threading.Event:
+        """An event set once `text` passes through (register before it can arrive)."""
+        event = threading.Event()
+        with self._lock:
+            self._waits[text] = event
+        return event
 
     def flush(self) -> None:
         self._log.flush()
@@ -48,10 +69,18 @@ class Tap:
         return self._tail
 
 
+class Stream(Protocol):
+    """What a console reads and writes: a socket to QEMU, or a pty master in tests."""
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class Console:
     """One console stream of a running guest."""
 
-    def __init__(self, name: str, sock: socket.socket, log_path: Path) -> None:
+    def __init__(self, name: str, sock: Stream, log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
         self._sock = sock
@@ -77,6 +106,22 @@ class Console:
 
     def tail(self) -> str:
         return self.tap.tail()
+
+    def expect_text(self, text: str) -> threading.Event:
+        return self.tap.expect_text(text)
+
+    def wait_event(
+        self, event: threading.Event, timeout: float, what: str, health: Callable[[], None]
+    ) -> None:
+        """Wait for `event` (from expect_text) with `health()` between slices."""
+        deadline = time.monotonic() + timeout
+        while not event.wait(SLICE):
+            health()
+            if self.closed:
+                raise GuestExited(self.name, self.tail())
+            if time.monotonic() > deadline:
+                raise GuestTimeout(self.name, what, timeout, self.tail())
+        health()
 
     def take_crash(self) -> Crash | None:
         """Hand over the crash seen here (an expected one) and watch for the next."""

@@ -19,6 +19,15 @@ SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for kind, pattern in (
         ("panic", r"Kernel panic - not syncing"),
         ("kasan", r"BUG: KASAN: "),
+        ("kfence", r"BUG: KFENCE: "),
+        ("ubsan", r"UBSAN: \S"),
+        (
+            "lockdep",
+            r"WARNING: (?:possible circular locking dependency|inconsistent lock state"
+            r"|possible recursive locking|suspicious RCU usage|bad unlock balance)",
+        ),
+        ("atomic-sleep", r"BUG: (?:scheduling while atomic|sleeping function called from invalid)"),
+        ("hard-lockup", r"(?:NMI watchdog: )?Watchdog detected hard LOCKUP on cpu \d+"),
         ("soft-lockup", r"BUG: soft lockup - CPU#\d+ stuck"),
         ("hung-task", r"INFO: task \S.* blocked for more than \d+ seconds"),
         ("rcu-stall", r"INFO: \S+ (?:self-)?detected stalls? on CPU"),

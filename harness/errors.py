@@ -45,8 +45,10 @@ class KernelCrash(HarnessError):
 
     exit_code = EXIT_CRASH
 
-    def __init__(self, console: str, kind: str, line: str, excerpt: str) -> None:
-        super().__init__(f"kernel crash ({kind}) on {console}: {line.strip()}")
+    def __init__(
+        self, console: str, kind: str, line: str, excerpt: str, where: str | None = None
+    ) -> None:
+        super().__init__(f"kernel crash ({kind}) on {where or console}: {line.strip()}")
         self.console = console
         self.kind = kind
         self.line = line

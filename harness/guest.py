@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import itertools
-import re
-import shlex
-from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import initramfs
+from . import channels, hang, initramfs
 from .artifacts import RunDir
 from .console import Console
-from .errors import GuestCommandFailed
+from .errors import GuestTimeout
 from .machine import Machine, MachineConfig
+from .shell import Result, Shell
 
-READY = "mkh-guest: ready"
-PROMPT = re.compile(r"mkh-guest:\d+ # ")
-# busybox's line editor truncates long lines; longer commands go through a file.
-MAX_LINE = 400
-CHUNK = 300
+__all__ = ["Guest", "GuestOptions", "Images", "Result", "Shell"]
 
 
 @dataclass(frozen=True)
@@ -33,12 +26,6 @@ class Images:
     description: str = ""
 
 
-@dataclass(frozen=True)
-class Result:
-    output: str
-    status: int
-
-
 @dataclass
 class GuestOptions:
     smp: int = 4
@@ -47,89 +34,7 @@ class GuestOptions:
     accel: str = "auto"
     boot_timeout: float = 120.0
     put: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def _fits_one_line(command: str) -> bool:
-    """Whether `command` can be followed by `; echo ...` on one typed line."""
-    stripped = command.rstrip()
-    return (
-        len(command) <= MAX_LINE
-        and "\n" not in command
-        and "#" not in command
-        and not stripped.endswith("&")
-        and not stripped.endswith(";")
-    )
-
-
-class Shell:
-    """The busybox shell of the mkh init on one console of a running machine."""
-
-    def __init__(self, console: Console, health: Callable[[], None]) -> None:
-        self.console = console
-        self.health = health
-        self._ids = itertools.count(1)
-
-    def _wait(self, pattern: str | re.Pattern[str], timeout: float, what: str) -> None:
-        self.console.expect([pattern], timeout, what, self.health)
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait for the init's banner, then for a prompt."""
-        with self.console.driven():
-            self._wait(READY, timeout, "the guest init")
-            self.sync(timeout)
-
-    def sync(self, timeout: float = 30.0) -> None:
-        """Get to a fresh prompt whatever the console printed before."""
-        n = next(self._ids)
-        with self.console.driven():
-            self.console.send(f"echo MKH''S{n}\n")
-            self._wait(rf"MKHS{n}\r?\n", timeout, "the shell to answer")
-            self._wait(PROMPT, timeout, "the shell prompt")
-
-    def run(self, command: str, timeout: float = 60.0) -> Result:
-        """Run a shell command line; its output (LF line ends) and status."""
-        if not _fits_one_line(command):
-            script = f"/tmp/.mkh-cmd-{next(self._ids)}"
-            self.write_file(script, command.encode() + b"\n")
-            command = f". {script}"
-        n = next(self._ids)
-        with self.console.driven():
-            # One line: input typed ahead would be echoed into the command's output.
-            self.console.send(f"echo MKH''B{n}; {command}; echo \"MKH\"'E{n}':$?\n")
-            started = self.console.expect(
-                [rf"MKHB{n}\r?\n", PROMPT], timeout, f"the start of {command!r}", self.health
-            )
-            if started == 1:
-                # The shell refused the line (a syntax error): it prompts again.
-                return Result(str(self.console.child.before).replace("\r\n", "\n"), 2)
-            ended = self.console.expect(
-                [rf"MKHE{n}:(\d+)\r?\n", PROMPT], timeout, f"{command!r} to finish", self.health
-            )
-            child = self.console.child
-            output = str(child.before).replace("\r\n", "\n")
-            if ended == 1:
-                # A syntax error in a sourced script ends the whole line.
-                return Result(output, 2)
-            assert child.match is not None and not isinstance(child.match, type)
-            status = int(child.match.group(1))
-            self._wait(PROMPT, timeout, "the shell prompt")
-        return Result(output, status)
-
-    def check(self, command: str, timeout: float = 60.0) -> str:
-        """Run a command that must succeed; its output."""
-        result = self.run(command, timeout)
-        if result.status != 0:
-            raise GuestCommandFailed(self.console.name, command, result.status, result.output)
-        return result.output
-
-    def write_file(self, path: str, data: bytes) -> None:
-        """Create a file with exactly `data`, through the console."""
-        encoded = base64.b64encode(data).decode()
-        staging = shlex.quote(path + ".b64")
-        self.check(f": > {staging}")
-        for start in range(0, len(encoded), CHUNK):
-            self.check(f"echo {encoded[start : start + CHUNK]} >> {staging}")
-        self.check(f"base64 -d {staging} > {shlex.quote(path)} && rm {staging}")
+    gdb_port: int | None = None
 
 
 class Guest:
@@ -143,6 +48,8 @@ class Guest:
         self.run_dir = run or RunDir()
         self.machine: Machine | None = None
         self._shell: Shell | None = None
+        self.shells: list[Shell] = []  # the host's and every spawned kernel's
+        self._capturing = False
 
     @property
     def shell(self) -> Shell:
@@ -165,10 +72,11 @@ class Guest:
             smp=opts.smp,
             memory=opts.memory,
             accel=opts.accel,
+            gdb_port=opts.gdb_port,
         )
         self.machine = Machine(config, self.run_dir)
         self.machine.launch()
-        self._shell = Shell(self.machine.consoles["ttyS0"], self.machine.health)
+        self._shell = self.new_shell(channels.HOST_TTY)
         self._shell.wait_ready(opts.boot_timeout)
         self.run_dir.mark("shell-ready")
         return self
@@ -182,6 +90,43 @@ class Guest:
     def write_file(self, path: str, data: bytes) -> None:
         self.shell.write_file(path, data)
 
+    def new_shell(self, tty: str) -> Shell:
+        """A Shell on `tty` that knows its kernel's log stream and reports hangs."""
+        machine = self.machine
+        assert machine is not None, "guest is not booted"
+        shell = Shell(
+            machine.consoles[tty],
+            machine.health,
+            log=machine.consoles[channels.log_stream(tty)],
+            on_timeout=self.capture_hang,
+        )
+        self.shells.append(shell)
+        return shell
+
+    def capture_hang(self, stuck: Shell) -> None:
+        """Save registers and every kernel's backtraces before a timeout is acted on."""
+        if self._capturing or self.machine is None or not self.machine.running():
+            return
+        self._capturing = True
+        try:
+            hang.capture(self.machine, self.images.kernel, self.shells, stuck)
+        finally:
+            self._capturing = False
+
+    def finish(self) -> None:
+        """Flush every kernel's log and check it once more: a late crash still fails the run."""
+        for shell in self.shells:
+            if shell.unusable or shell.console.closed:
+                continue
+            if not shell.crash_acknowledged:
+                shell.flush()
+                continue
+            # A kernel whose crash a test expected may be dead: try briefly.
+            with contextlib.suppress(GuestTimeout):
+                shell.flush(timeout=5.0, recover=False)
+        if self.machine is not None:
+            self.machine.check_crashes()
+
     def close(self) -> int | None:
         """Tear the guest down; QEMU's exit status."""
         if self.machine is None:
@@ -189,6 +134,7 @@ class Guest:
         status = self.machine.shutdown()
         self.machine = None
         self._shell = None
+        self.shells.clear()
         return status
 
     def __enter__(self) -> Guest:
@@ -198,5 +144,9 @@ class Guest:
             self.close()
             raise
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self.finish()
+        finally:
+            self.close()

@@ -16,7 +16,7 @@ from .progress import note, step
 from .source import KernelSource
 
 # Bump when the way a kernel is configured or built changes.
-RECIPE = "kernel-1"
+RECIPE = "kernel-2"
 ARCH = "x86_64"
 REQUIRES = "# mkh: requires "
 # Fixed build identity so ccache hits and builds are reproducible.
@@ -25,6 +25,25 @@ BUILD_ENV = {
     "KBUILD_BUILD_USER": "mkh",
     "KBUILD_BUILD_HOST": "mkh",
 }
+
+
+@dataclass(frozen=True)
+class Companions:
+    """The files that belong with a bzImage: its vmlinux (for gdb) and System.map."""
+
+    vmlinux: Path | None
+    system_map: Path | None
+
+
+def companions(bzimage: Path) -> Companions:
+    """vmlinux and System.map next to `bzimage` (the cache) or at the top of its build tree."""
+    found: dict[str, Path | None] = {}
+    for name in ("vmlinux", "System.map"):
+        places = [bzimage.parent / name]
+        if bzimage.parent.name == "boot" and len(bzimage.parents) > 3:
+            places.append(bzimage.parents[3] / name)  # <tree>/arch/x86/boot/bzImage
+        found[name] = next((p for p in places if p.is_file()), None)
+    return Companions(found["vmlinux"], found["System.map"])
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,9 @@ def build(
     partial.mkdir()
     shutil.copyfile(bzimage, partial / "bzImage")
     shutil.copyfile(config, partial / "config")
+    tree_top = out or source.path
+    for name in ("vmlinux", "System.map"):
+        shutil.copyfile(tree_top / name, partial / name)
     (partial / "info.json").write_text(
         json.dumps({"version": source.version, "origin": source.origin, "key": key}, indent=1)
     )

@@ -23,13 +23,11 @@ from pathlib import Path
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from . import accel
+from . import accel, channels
 from .artifacts import RunDir
 from .console import Console
 from .errors import GuestExited, InfraError, KernelCrash
 
-SERIAL_PORTS = 4  # ttyS0 (host console), ttyS1-ttyS3 (spawned instances)
-KMSG_PORT = 0xE9  # isa-debugcon port guest/kmsgcon writes the kernel log to
 CONNECT_TIMEOUT = 20.0
 CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace
 _PR_SET_PDEATHSIG = 1
@@ -45,14 +43,22 @@ class MachineConfig:
     accel: str = "auto"
     cpu: str | None = None
     qemu: str = "qemu-system-x86_64"
+    gdb_port: int | None = None  # QEMU's gdbstub on 127.0.0.1:PORT
 
     def cmdline(self) -> str:
-        return f"console=ttyS0,115200 panic=-1 {self.append}".strip()
+        return f"{channels.kernel_params(channels.HOST_TTY)} panic=-1 {self.append}".strip()
 
 
 def process_name() -> str:
     """QEMU's process name: $MKH_QEMU_NAME (so a test run can find its own), else mkh-qemu."""
     return os.environ.get("MKH_QEMU_NAME", "mkh-qemu")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _die_with_parent() -> None:
@@ -122,21 +128,26 @@ class Machine:
             "-mon",
             "chardev=qmp,mode=control",
         ]
-        for index in range(SERIAL_PORTS):
-            path = self._listen(f"ttyS{index}")
+        for index, tty in enumerate(channels.SHELL_TTYS):
+            path = self._listen(tty)
             args += [
                 "-chardev",
                 f"socket,id=ser{index},path={path}",
                 "-serial",
                 f"chardev:ser{index}",
             ]
-        kmsg = self._listen("kmsg")
-        args += [
-            "-chardev",
-            f"socket,id=kmsg,path={kmsg}",
-            "-device",
-            f"isa-debugcon,iobase={KMSG_PORT:#x},chardev=kmsg",
-        ]
+        for tty in channels.SHELL_TTYS:
+            name = channels.log_stream(tty)
+            path = self._listen(name)
+            port = channels.log_port(tty)
+            args += [
+                "-chardev",
+                f"socket,id={name},path={path}",
+                "-device",
+                f"isa-debugcon,iobase={port:#x},chardev={name}",
+            ]
+        if cfg.gdb_port is not None:
+            args += ["-gdb", f"tcp:127.0.0.1:{cfg.gdb_port}"]
         return args
 
     def launch(self) -> None:
@@ -210,6 +221,15 @@ class Machine:
         assert isinstance(reply, dict)
         return str(reply["status"])
 
+    def hmp(self, command: str) -> str:
+        """A human monitor command (e.g. `info registers -a`); its text output."""
+        return str(self.qmp("human-monitor-command", **{"command-line": command}))
+
+    def send_sysrq(self, key: str) -> None:
+        """Alt-SysRq-`key` on the PS/2 keyboard: handled in the host kernel, no user space."""
+        keys = [{"type": "qcode", "data": k} for k in ("alt", "sysrq", key)]
+        self.qmp("send-key", keys=keys)
+
     def check_crashes(self) -> None:
         """Raise KernelCrash if any console has shown a crash (with its backtrace)."""
         ended = not self.running()
@@ -219,7 +239,15 @@ class Machine:
             if console.crash is not None:
                 console.drain(CRASH_GRACE)
                 crash = console.crash
-                raise KernelCrash(crash.console, crash.kind, crash.line, crash.text())
+                saved = self.run.file(f"crash-{crash.console}.txt")
+                saved.write_text(crash.text() + "\n")
+                raise KernelCrash(
+                    crash.console,
+                    crash.kind,
+                    crash.line,
+                    crash.text(),
+                    f"{channels.describe(crash.console)}, saved in {saved}",
+                )
 
     def health(self) -> None:
         """check_crashes(), and GuestExited if QEMU has ended."""

@@ -15,14 +15,15 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from . import dtb
+from . import channels, dtb
 from .errors import InfraError
-from .guest import Guest, Shell
+from .guest import Guest
 from .initramfs import BOOT_INITRAMFS, BOOT_KERNEL
+from .shell import Shell
 
 ROOT = "/sys/fs/multikernel"
 # The UART each spawned kernel gets, in order: the host keeps ttyS0.
-INSTANCE_CONSOLES = ("ttyS1", "ttyS2", "ttyS3")
+INSTANCE_CONSOLES = channels.SHELL_TTYS[1:]
 SPAWN_TIMEOUT = 300.0
 POOL_NAME = "Multikernel Memory Pool"
 _STRERROR = {os.strerror(code): name for code, name in errno.errorcode.items()}
@@ -208,7 +209,8 @@ class Multikernel:
         Creates the instance unless it exists, loads /boot/bzImage with the
         guest's initramfs, takes the instance's CPUs offline, starts it and
         waits for the mkh init's shell on `console` (the next free UART by
-        default).  Any refusal raises InfraError with the errno.
+        default; the kernel logs to its own stream, see harness/channels.py).
+        Any refusal raises InfraError with the errno.
         """
         console = console or self.free_console()
         machine = self.guest.machine
@@ -216,14 +218,15 @@ class Multikernel:
             raise InfraError("the guest is not running")
         if inst.name not in self.instances():
             self._must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
+        params = f"{channels.kernel_params(console)} mkkernel_uart={console} {cmdline}"
         self._must(
-            self.load(inst.id, cmdline=f"console={console} {cmdline}".strip()),
+            self.load(inst.id, cmdline=params.strip()),
             f"loading a kernel into {inst.name}",
         )
         for cpu in inst.cpus:
             self.set_cpu_online(cpu, False)
-        stream = machine.consoles[console]
-        shell = Shell(stream, machine.health)
+        shell = self.guest.new_shell(console)
+        stream = shell.console
         with stream.driven():  # from before the start, so no output is missed
             started = time.monotonic()
             self._must(self.exec(inst.id), f"starting {inst.name}")

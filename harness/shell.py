@@ -1,0 +1,201 @@
+"""The mkh init's shell on one UART: run commands, get their output and status, stay in step.
+
+Every command runs in a child shell (`sh -c`), so `exit 3` or `set -e` ends
+that child, never the session.  Its output is what the UART shows between a
+begin and an end marker carrying a per-shell random nonce and a sequence
+number; the markers are typed with quotes that the echo of the typed line
+does not match, and the shell prompt is never looked for, so output that
+contains the prompt, or an old marker, comes back whole.
+
+When the kernel's log stream is known, the same line writes a marker to
+/dev/kmsg after the command; the command is complete only once that marker
+has come through the log stream, so every kernel message the command caused
+has been crash-checked.  After a timeout the shell is interrupted (Ctrl-C)
+and brought back in step, or refuses further use with a clear error.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .console import Console
+from .crash import Crash
+from .errors import GuestCommandFailed, GuestExited, GuestTimeout, HarnessError
+from .progress import note
+
+READY = "mkh-guest: ready"
+# busybox's line editor truncates long lines; longer commands go through a file.
+MAX_LINE = 600
+CHUNK = 300
+RESYNC_TIMEOUT = 15.0
+LOG_SYNC_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Result:
+    output: str
+    status: int
+
+
+class ShellUnusable(HarnessError):
+    """A shell that lost step (or whose kernel died) was asked to run a command."""
+
+    def __init__(self, console: str, why: str) -> None:
+        super().__init__(f"the shell on {console} cannot be used: {why}")
+
+
+class Shell:
+    """The busybox shell of the mkh init on one console of a running machine."""
+
+    def __init__(
+        self,
+        console: Console,
+        health: Callable[[], None],
+        log: Console | None = None,
+        on_timeout: Callable[[Shell], None] | None = None,
+    ) -> None:
+        self.console = console
+        self.health = health
+        self.log = log
+        self.on_timeout = on_timeout
+        self.unusable: str | None = None
+        self.crash_acknowledged = False
+        self._busy = False  # a command was sent and its end not seen
+        self._nonce = secrets.token_hex(4)
+        self._ids = itertools.count(1)
+
+    @property
+    def name(self) -> str:
+        return self.console.name
+
+    def _marker(self, kind: str, n: int) -> tuple[str, str]:
+        """(what to type, what the shell prints) for marker `kind` number `n`."""
+        return f"MKH''{self._nonce}{kind}{n}", f"MKH{self._nonce}{kind}{n}"
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the init's banner, then get in step with the shell."""
+        with self.console.driven():
+            self.console.expect([READY], timeout, "the guest init", self.health)
+            # The shell starts after the banner and may drop what was typed
+            # before its line editor ran: ask again, each time a bit longer.
+            deadline = time.monotonic() + timeout
+            attempt = 2.0
+            while True:
+                try:
+                    self.sync(min(attempt, max(0.1, deadline - time.monotonic())))
+                    break
+                except GuestTimeout:
+                    if time.monotonic() >= deadline:
+                        raise
+                    attempt *= 2
+        if self.log is not None and not self.log.tail():
+            note(
+                f"warning: the kernel on {self.name} wrote nothing to {self.log.name}; "
+                "its log is not checked (does it have CONFIG_SERIAL_EARLYCON?)"
+            )
+            self.log = None
+
+    def sync(self, timeout: float = 30.0) -> None:
+        """Read up to a fresh marker, whatever the console printed before."""
+        typed, printed = self._marker("S", next(self._ids))
+        with self.console.driven():
+            self.console.send(f"echo {typed}\n")
+            self.console.expect([rf"{printed}\r?\n"], timeout, "the shell to answer", self.health)
+
+    def _line(self, command: str, n: int, kmsg: str | None) -> str:
+        begin, _ = self._marker("B", n)
+        end, _ = self._marker("E", n)
+        flush = f"echo {kmsg} > /dev/kmsg; " if kmsg else ""
+        return f"echo {begin}; {command}; mkh_s=$?; {flush}echo {end}:$mkh_s\n"
+
+    def run(self, command: str, timeout: float = 60.0, recover: bool = True) -> Result:
+        """Run a shell command line in a child shell; its output (LF line ends) and status.
+
+        A timeout raises GuestTimeout after recovering the shell (diagnostics,
+        Ctrl-C, resync); with `recover=False` the shell is just marked unusable.
+        """
+        if self._busy and not self.unusable:
+            # The last command was cut short by an error (a crash, say): it
+            # may still run.  Interrupt it and get back in step first.
+            self._interrupt()
+        if self.unusable:
+            raise ShellUnusable(self.name, self.unusable)
+        n = next(self._ids)
+        kmsg = f"mkh-sync-{self._nonce}-{n}" if self.log is not None else None
+        line = self._line(f"sh -c {shlex.quote(command)}", n, kmsg)
+        if len(line) > MAX_LINE or "\n" in command:
+            script = f"/tmp/.mkh-cmd-{self._nonce}-{n}"
+            self.write_file(script, command.encode() + b"\n")
+            line = self._line(f"sh {script}", n, kmsg)
+        synced = self.log.expect_text(kmsg) if self.log is not None and kmsg else None
+        _, begin = self._marker("B", n)
+        _, end = self._marker("E", n)
+        with self.console.driven():
+            self.console.send(line)
+            self._busy = True
+            try:
+                self.console.expect([rf"{begin}\r?\n"], timeout, f"{command!r}", self.health)
+                self.console.expect(
+                    [rf"{end}:(\d+)\r?\n"], timeout, f"{command!r} to finish", self.health
+                )
+            except GuestTimeout:
+                if not recover:
+                    self.unusable = f"{command!r} timed out"
+                    raise
+                if self.on_timeout is not None:
+                    self.on_timeout(self)
+                self._interrupt()
+                raise
+            self._busy = False
+            child = self.console.child
+            output = str(child.before).replace("\r\n", "\n")
+            assert child.match is not None and not isinstance(child.match, type)
+            status = int(child.match.group(1))
+        if synced is not None and self.log is not None:
+            self.log.wait_event(
+                synced, LOG_SYNC_TIMEOUT, f"the end of {command!r} in the kernel log", self.health
+            )
+        return Result(output, status)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C to whatever runs, then a resync; a shell that does not come back is unusable."""
+        try:
+            self.console.send("\x03")
+            self.sync(RESYNC_TIMEOUT)
+            self._busy = False
+        except (GuestTimeout, GuestExited):
+            self.unusable = "it did not answer after its command was interrupted"
+
+    def flush(self, timeout: float = LOG_SYNC_TIMEOUT, recover: bool = True) -> None:
+        """Make sure everything the kernel logged so far has been read and crash-checked."""
+        self.run(":", timeout, recover)
+
+    def check(self, command: str, timeout: float = 60.0) -> str:
+        """Run a command that must succeed; its output."""
+        result = self.run(command, timeout)
+        if result.status != 0:
+            raise GuestCommandFailed(self.name, command, result.status, result.output)
+        return result.output
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create a file with exactly `data`, through the console."""
+        encoded = base64.b64encode(data).decode()
+        staging = shlex.quote(path + ".b64")
+        self.check(f": > {staging}")
+        for start in range(0, len(encoded), CHUNK):
+            self.check(f"echo {encoded[start : start + CHUNK]} >> {staging}")
+        self.check(f"base64 -d {staging} > {shlex.quote(path)} && rm {staging}")
+
+    def take_crash(self) -> Crash | None:
+        """Acknowledge an expected crash of this shell's kernel (its console or its log)."""
+        self.crash_acknowledged = True
+        crashes = [self.console.take_crash()]
+        if self.log is not None:
+            crashes.append(self.log.take_crash())
+        return next((c for c in crashes if c is not None), None)

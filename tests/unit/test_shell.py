@@ -1,0 +1,142 @@
+"""The console/shell layer against a real busybox shell on a pseudo-terminal (no QEMU)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import subprocess
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import shell as shell_module
+from harness.console import Console
+from harness.errors import GuestTimeout, KernelCrash
+from harness.shell import READY, Shell, ShellUnusable
+
+BUSYBOX = Path("/bin/busybox")
+pytestmark = pytest.mark.skipif(not BUSYBOX.exists(), reason="needs /bin/busybox (busybox-static)")
+
+
+def _controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.fixture
+def pty_shell(tmp_path: Path) -> Iterator[Callable[..., Shell]]:
+    """A factory: Shell(**kwargs) on busybox sh, started the way the mkh init starts it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for applet in ("sh", "sleep", "echo", "cat", "base64", "rm", "wc"):
+        (bindir / applet).symlink_to(BUSYBOX)
+    made: list[tuple[Console, subprocess.Popen[bytes]]] = []
+
+    def start(**kwargs: object) -> Shell:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            ["sh", "-c", f'echo "{READY}"; exec sh -i'],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=_controlling_tty,
+            env={"PATH": str(bindir), "PS1": "mkh-guest:$? # ", "HOME": str(tmp_path)},
+            cwd=tmp_path,
+        )
+        os.close(slave)
+        console = Console("pty", os.fdopen(master, "rb", buffering=0), tmp_path / "pty.log")
+        made.append((console, proc))
+        shell = Shell(console, lambda: None, **kwargs)  # type: ignore[arg-type]
+        shell.wait_ready(10)
+        return shell
+
+    yield start
+    for console, proc in made:
+        proc.kill()
+        proc.wait()
+        console.close()
+
+
+def test_output_that_looks_like_a_prompt_or_a_marker_comes_back_whole(
+    pty_shell: Callable[..., Shell],
+) -> None:
+    shell = pty_shell()
+    text = "echo 'mkh-guest:0 # '; echo 'MKH0000E1:0'; printf 'mkh-guest:1 # tail'"
+    assert shell.run(text).output == "mkh-guest:0 # \nMKH0000E1:0\nmkh-guest:1 # tail"
+    assert shell.check("echo next") == "next\n"
+
+
+def test_exit_and_set_e_end_the_child_shell_only(pty_shell: Callable[..., Shell]) -> None:
+    shell = pty_shell()
+    assert shell.run("exit 3").status == 3
+    failed = shell.run("set -e; false; echo not-reached")
+    assert (failed.status, failed.output) == (1, "")
+    assert shell.check("echo still-here") == "still-here\n"
+
+
+def test_a_syntax_error_is_status_2_and_the_session_survives(
+    pty_shell: Callable[..., Shell],
+) -> None:
+    shell = pty_shell()
+    refused = shell.run("echo (unbalanced")
+    assert refused.status == 2 and "syntax error" in refused.output
+    assert shell.check("echo ok") == "ok\n"
+
+
+def test_long_and_multiline_commands(pty_shell: Callable[..., Shell]) -> None:
+    shell = pty_shell()
+    words = " ".join(f"w{n}" for n in range(300))
+    assert shell.check(f"echo {words} | wc -w").strip() == "300"
+    assert shell.check("for i in 1 2 3\ndo echo $i # counted\ndone").split() == ["1", "2", "3"]
+
+
+def test_timeout_runs_diagnostics_then_interrupts_and_resyncs(
+    pty_shell: Callable[..., Shell],
+) -> None:
+    seen: list[Shell] = []
+    shell = pty_shell(on_timeout=seen.append)
+    with pytest.raises(GuestTimeout) as info:
+        shell.run("echo started-$((6 * 7)); sleep 60", timeout=1)
+    assert "started-42" in info.value.tail
+    assert seen == [shell]
+    # In step again: the interrupted command's late end marker is not taken
+    # for this command's.
+    assert shell.check("echo back") == "back\n"
+    assert shell.run("exit 4").status == 4
+
+
+def test_a_shell_that_does_not_come_back_refuses_further_use(
+    pty_shell: Callable[..., Shell], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shell_module, "RESYNC_TIMEOUT", 1.0)
+    shell = pty_shell()
+    with pytest.raises(GuestTimeout):
+        shell.run("trap '' INT; sleep 30", timeout=1)
+    started = time.monotonic()
+    with pytest.raises(ShellUnusable, match="the shell on pty cannot be used"):
+        shell.run("echo never")
+    assert time.monotonic() - started < 1  # refused at once, not after another timeout
+
+
+def test_a_command_cut_short_by_a_crash_is_interrupted_before_the_next(
+    pty_shell: Callable[..., Shell],
+) -> None:
+    crash_at = [0.0]
+
+    def health() -> None:
+        if crash_at[0] and time.monotonic() > crash_at[0]:
+            crash_at[0] = 0.0
+            raise KernelCrash("kmsg", "warning", "WARNING: CPU: 0 PID: 1 at x.c:1", "")
+
+    shell = pty_shell()
+    shell.health = health
+    crash_at[0] = time.monotonic() + 0.5
+    with pytest.raises(KernelCrash):
+        shell.run("sleep 30; echo late")
+    started = time.monotonic()
+    assert shell.check("echo after-crash") == "after-crash\n"
+    assert time.monotonic() - started < 10  # not after the 30 s sleep
