@@ -4,6 +4,12 @@
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 MKH := $(VENV)/bin/mkh
+# The suite runs in parallel (pytest-xdist), one worker per core unless JOBS= says.
+JOBS ?= $(shell nproc)
+# JUnit XML of the last run, in the cache (nothing generated lands in the repository).
+JUNIT ?= $(shell $(VENV)/bin/python -c \
+	'from harness.paths import cache_root; print(cache_root() / "results" / "junit.xml")')
+SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT)
 
 .PHONY: all setup build test test-qemu test-unit lint clean-venv
 
@@ -24,10 +30,10 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test-qemu: build
-	$(PYTEST) -m qemu tests/qemu
+	$(PYTEST) $(SUITE) -m qemu tests/qemu
 
 test: build lint
-	$(PYTEST) tests
+	$(PYTEST) $(SUITE) tests
 
 clean-venv:
 	rm -rf $(VENV)

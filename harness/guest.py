@@ -128,13 +128,15 @@ class Guest:
             self.machine.check_crashes()
 
     def close(self) -> int | None:
-        """Tear the guest down; QEMU's exit status."""
+        """Tear the guest down and release its run directory; QEMU's exit status."""
         if self.machine is None:
+            self.run_dir.close()
             return None
         status = self.machine.shutdown()
         self.machine = None
         self._shell = None
         self.shells.clear()
+        self.run_dir.close()
         return status
 
     def __enter__(self) -> Guest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,12 @@ def resolve(choice: KernelChoice) -> Images:
             config if config.is_file() else None,
             f"prebuilt {choice.prebuilt}",
         )
-    src = source.user_source(choice.tree) if choice.tree else source.default_source()
-    built = kernel.build(src, choice.build_dir, choice.in_tree)
+    # The default source holds the shared tree while the build uses it.
+    chosen: AbstractContextManager[source.KernelSource] = (
+        nullcontext(source.user_source(choice.tree)) if choice.tree else source.default_source()
+    )
+    with chosen as src:
+        built = kernel.build(src, choice.build_dir, choice.in_tree)
     state = "reused" if built.reused else "built"
     initrd = initramfs.with_boot_files(base, built.bzimage)
     return Images(built.bzimage, initrd, built.config, f"{built.origin} ({state})")

@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from . import proc
+from . import atomic, proc
 from .errors import InfraError
+from .lock import locked
 from .paths import GUEST_DIR, cache_dir
 from .progress import step
 
@@ -117,8 +118,13 @@ def build() -> Path:
     _require_static_busybox()
     key = cache_key()
     target = cache_dir("images") / f"initramfs-{key}.cpio.gz"
-    if target.exists():
-        return target
+    with locked(target, f"the initramfs {target.name}"):
+        if not target.exists():
+            _build(target)
+    return target
+
+
+def _build(target: Path) -> None:
     log = target.with_suffix(".log")
     log.unlink(missing_ok=True)
     with step("Building the initramfs"), tempfile.TemporaryDirectory() as tmp:
@@ -131,10 +137,7 @@ def build() -> Path:
         shutil.copy2(GUEST_DIR / "init", root / "init")
         (root / "init").chmod(0o755)
         archive = gzip.compress(pack(root), compresslevel=9, mtime=0)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(archive)
-    partial.rename(target)
-    return target
+    atomic.write_bytes(target, archive)
 
 
 def with_boot_files(base: Path, kernel: Path) -> Path:
@@ -145,10 +148,10 @@ def with_boot_files(base: Path, kernel: Path) -> Path:
     """
     digest = hashlib.sha256(kernel.read_bytes()).hexdigest()[:16]
     target = cache_dir("images") / f"{base.name.split('.')[0]}-boot-{digest}.img"
-    if not target.exists():
-        partial = target.with_suffix(".partial")
-        with_files(base, [(kernel, BOOT_KERNEL), (base, BOOT_INITRAMFS)], partial)
-        partial.rename(target)
+    with locked(target, f"the boot image {target.name}"):
+        if not target.exists():
+            with atomic.new_file(target) as scratch:
+                with_files(base, [(kernel, BOOT_KERNEL), (base, BOOT_INITRAMFS)], scratch)
     return target
 
 

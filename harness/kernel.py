@@ -9,8 +9,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kconfig, proc
+from . import atomic, kconfig, proc
 from .errors import InfraError
+from .lock import locked
 from .paths import LINUX_RECIPE_DIR, cache_dir
 from .progress import note, step
 from .source import KernelSource
@@ -146,16 +147,29 @@ def _tree_clean(tree: Path) -> bool:
 def build(
     source: KernelSource, build_dir: Path | None = None, in_tree: bool = False
 ) -> BuiltKernel:
-    """Build `source`.  Sources with a fingerprint reuse a cached bzImage by content hash."""
-    if source.fingerprint is not None:
-        key = cache_key(source)
-        stored = cache_dir("images") / f"kernel-{key}"
+    """Build `source`.  Sources with a fingerprint reuse a cached bzImage by content hash.
+
+    A process that finds another one building the same image waits for it and
+    then reuses what it built.
+    """
+    if source.fingerprint is None:
+        return _build_in(source, build_dir, in_tree, None)
+    key = cache_key(source)
+    stored = cache_dir("images") / f"kernel-{key}"
+    with locked(stored, f"the kernel image {stored.name}"):
         info = stored / "info.json"
         if info.exists():
             meta = json.loads(info.read_text())
             return BuiltKernel(
                 stored / "bzImage", stored / "config", meta["version"], meta["origin"], reused=True
             )
+        return _build_in(source, build_dir, in_tree, stored)
+
+
+def _build_in(
+    source: KernelSource, build_dir: Path | None, in_tree: bool, stored: Path | None
+) -> BuiltKernel:
+    """Configure and compile holding the build directory's lock; keep the result in `stored`."""
     out: Path | None
     if in_tree:
         out = None
@@ -170,27 +184,27 @@ def build(
                 f"{source.path} has been configured in place; run 'make mrproper' there "
                 "or build it in place with --in-tree"
             )
-    log = (out or source.path) / "mkh-build.log"
-    log.unlink(missing_ok=True)
-    note(f"building {source.origin}")
-    configure(source, out, log)
-    bzimage = compile_kernel(source, out, log)
-    config = (out or source.path) / ".config"
-    if source.fingerprint is None:
-        return BuiltKernel(bzimage, config, source.version, source.origin, reused=False)
-    partial = stored.with_name(stored.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    shutil.copyfile(bzimage, partial / "bzImage")
-    shutil.copyfile(config, partial / "config")
-    tree_top = out or source.path
-    for name in ("vmlinux", "System.map"):
-        shutil.copyfile(tree_top / name, partial / name)
-    (partial / "info.json").write_text(
-        json.dumps({"version": source.version, "origin": source.origin, "key": key}, indent=1)
-    )
-    shutil.rmtree(stored, ignore_errors=True)
-    partial.rename(stored)
+    where = out or source.path
+    with locked(where, f"the kernel build directory {where}"):
+        log = where / "mkh-build.log"
+        log.unlink(missing_ok=True)
+        note(f"building {source.origin}")
+        configure(source, out, log)
+        bzimage = compile_kernel(source, out, log)
+        config = where / ".config"
+        if stored is None:
+            return BuiltKernel(bzimage, config, source.version, source.origin, reused=False)
+        with atomic.new_dir(stored) as scratch:
+            shutil.copyfile(bzimage, scratch / "bzImage")
+            shutil.copyfile(config, scratch / "config")
+            for name in ("vmlinux", "System.map"):
+                shutil.copyfile(where / name, scratch / name)
+            meta = {
+                "version": source.version,
+                "origin": source.origin,
+                "key": stored.name.removeprefix("kernel-"),
+            }
+            (scratch / "info.json").write_text(json.dumps(meta, indent=1))
     return BuiltKernel(
         stored / "bzImage", stored / "config", source.version, source.origin, reused=False
     )

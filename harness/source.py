@@ -14,16 +14,21 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import proc
+from . import atomic, proc
 from .errors import InfraError
+from .lock import locked
 from .paths import PATCHES_DIR, cache_dir
 from .progress import step
 
 DEB_PACKAGE = "linux-source-6.12"
 BASE_TAG = "mkh-base"
+SERIES_MARKER = "mkh-series"  # in .git: the digest of the series applied to the shared tree
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "mkh",
     "GIT_AUTHOR_EMAIL": "mkh@localhost",
@@ -96,19 +101,14 @@ def _deb_version(deb: Path) -> str:
 def fetch_deb() -> Path:
     """The linux-source .deb: the newest one in the cache, else downloaded now."""
     downloads = cache_dir("downloads")
-    debs = sorted(downloads.glob(f"{DEB_PACKAGE}_*_all.deb"))
-    if not debs:
-        with step(f"Downloading {DEB_PACKAGE} (apt-get download)") as st:
-            proc.run_logged(
-                ["apt-get", "download", DEB_PACKAGE],
-                downloads / "download.log",
-                cwd=downloads,
-                step=st,
-                what="apt-get download",
-            )
-        debs = sorted(downloads.glob(f"{DEB_PACKAGE}_*_all.deb"))
+    pattern = f"{DEB_PACKAGE}_*_all.deb"
+    with locked(downloads, f"the {DEB_PACKAGE} download"):
+        debs = sorted(downloads.glob(pattern))
         if not debs:
-            raise InfraError(f"apt-get download left no {DEB_PACKAGE} package in {downloads}")
+            _download(downloads)
+            debs = sorted(downloads.glob(pattern))
+            if not debs:
+                raise InfraError(f"apt-get download left no {DEB_PACKAGE} package in {downloads}")
     newest = debs[0]
     for deb in debs[1:]:
         if _dpkg_newer(_deb_version(deb), _deb_version(newest)):
@@ -116,16 +116,38 @@ def fetch_deb() -> Path:
     return newest
 
 
+def _download(downloads: Path) -> None:
+    """`apt-get download` into a scratch directory, then move the package into `downloads`."""
+    with (
+        tempfile.TemporaryDirectory(dir=downloads, prefix=".download-") as tmp,
+        step(f"Downloading {DEB_PACKAGE} (apt-get download)") as st,
+    ):
+        proc.run_logged(
+            ["apt-get", "download", DEB_PACKAGE],
+            downloads / "download.log",
+            cwd=Path(tmp),
+            step=st,
+            what="apt-get download",
+        )
+        for deb in Path(tmp).glob("*.deb"):
+            os.replace(deb, downloads / deb.name)
+
+
 def _extract(deb: Path, dest: Path) -> None:
     """Unpack the source tarball inside the .deb into dest and commit it as mkh-base."""
-    work = dest.with_name(dest.name + ".partial")
-    unpacked = dest.with_name(dest.name + ".deb")
-    for stale in (work, unpacked):
-        shutil.rmtree(stale, ignore_errors=True)
-        stale.mkdir(parents=True)
     log = dest.with_name(dest.name + ".log")
     log.unlink(missing_ok=True)
-    with step(f"Extracting {deb.name}") as st:
+    with atomic.new_dir(dest) as work:
+        _unpack(deb, work, log)
+        _commit_base(deb, work, log)
+
+
+def _unpack(deb: Path, work: Path, log: Path) -> None:
+    with (
+        step(f"Extracting {deb.name}") as st,
+        tempfile.TemporaryDirectory(dir=work.parent, prefix=".unpack-") as tmp,
+    ):
+        unpacked = Path(tmp)
         tarball = f"./usr/src/{DEB_PACKAGE}.tar.xz"
         proc.run_logged(
             [
@@ -144,7 +166,9 @@ def _extract(deb: Path, dest: Path) -> None:
             step=st,
             what="tar",
         )
-        shutil.rmtree(unpacked)
+
+
+def _commit_base(deb: Path, work: Path, log: Path) -> None:
     with step("Committing the pristine source to git") as st:
         env = dict(GIT_ENV)
         proc.run_logged(["git", "init", "-q"], log, cwd=work, env=env)
@@ -156,7 +180,6 @@ def _extract(deb: Path, dest: Path) -> None:
         if _drop_debian_ignore(work / ".gitignore"):
             proc.run_logged(["git", "commit", "-q", "-a", "-m", IGNORE_FIX], log, cwd=work, env=env)
         proc.run_logged(["git", "tag", BASE_TAG], log, cwd=work, env=env)
-    work.rename(dest)
 
 
 IGNORE_FIX = """gitignore: stop ignoring the whole tree
@@ -182,8 +205,11 @@ def base_repo() -> tuple[Path, str]:
     deb = fetch_deb()
     debver = _deb_version(deb)
     dest = cache_dir("linux") / re.sub(r"[^A-Za-z0-9.+-]", "-", f"{DEB_PACKAGE}_{debver}")
+    # The tree appears complete or not at all, so only its creation needs the lock.
     if not (dest / ".git").is_dir():
-        _extract(deb, dest)
+        with locked(dest, f"the kernel source tree {dest}"):
+            if not (dest / ".git").is_dir():
+                _extract(deb, dest)
     return dest, debver
 
 
@@ -208,20 +234,38 @@ def apply_series(tree: Path, log: Path) -> None:
             raise
 
 
-def default_source() -> KernelSource:
-    """Debian's linux-source with the series applied, reusing the last application."""
+def _series_applied(tree: Path, digest: str) -> bool:
+    marker = tree / ".git" / SERIES_MARKER
+    if not marker.exists() or marker.read_text() != digest:
+        return False
+    return not git(tree, "status", "--porcelain", "--untracked-files=no").strip()
+
+
+@contextmanager
+def default_source() -> Iterator[KernelSource]:
+    """Debian's linux-source with the series applied, reusing the last application.
+
+    The tree is shared by every mkh using the cache: the body holds it (a shared
+    lock) so nobody switches it to another series underneath a build, and
+    switching it takes the lock exclusively.
+    """
     tree, debver = base_repo()
     digest = series_digest()
-    marker = tree / ".git" / "mkh-series"
-    dirty = git(tree, "status", "--porcelain", "--untracked-files=no").strip()
-    if dirty or not marker.exists() or marker.read_text() != digest:
-        count = len(series_patches())
-        with step(f"Applying the series ({count} patches)"):
-            apply_series(tree, tree.with_name(tree.name + ".log"))
-        marker.write_text(digest)
-    version = makefile_version(tree)
-    origin = f"Debian {DEB_PACKAGE} {debver} (Linux {version}) + {len(series_patches())} patches"
-    return KernelSource(tree, version, origin, f"debian:{debver}:series:{digest}")
+    what = f"the kernel source tree {tree}"
+    while True:
+        with locked(tree, what, shared=True):
+            if _series_applied(tree, digest):
+                version = makefile_version(tree)
+                count = len(series_patches())
+                origin = f"Debian {DEB_PACKAGE} {debver} (Linux {version}) + {count} patches"
+                yield KernelSource(tree, version, origin, f"debian:{debver}:series:{digest}")
+                return
+        with locked(tree, what):
+            # Another process may have applied it (or switched it) while this one waited.
+            if not _series_applied(tree, digest):
+                with step(f"Applying the series ({len(series_patches())} patches)"):
+                    apply_series(tree, tree.with_name(tree.name + ".log"))
+                (tree / ".git" / SERIES_MARKER).write_text(digest)
 
 
 def user_source(tree: Path) -> KernelSource:
@@ -254,7 +298,8 @@ def make_kernel_tree(dest: Path, with_series: bool = True) -> Path:
     log = Path(str(dest) + ".log")
     log.unlink(missing_ok=True)
     with step(f"Cloning the kernel tree to {dest}"):
-        proc.run_logged(["git", "clone", "-q", "--no-checkout", repo, dest], log)
+        with locked(repo, f"the kernel source tree {repo}", shared=True):
+            proc.run_logged(["git", "clone", "-q", "--no-checkout", repo, dest], log)
         proc.run_logged(["git", "checkout", "-q", "-b", "series", BASE_TAG], log, cwd=dest)
     patches = series_patches() if with_series else []
     with step(f"Applying the series ({len(patches)} patches)"):
@@ -272,9 +317,7 @@ def make_kernel_tree(dest: Path, with_series: bool = True) -> Path:
 def export_patches(tree: Path, base: str = BASE_TAG) -> list[Path]:
     """Write the commits base..HEAD of `tree` as the series; returns the new patch files."""
     tree = tree.resolve()
-    staging = cache_dir("export") / hashlib.sha256(os.fsencode(tree)).hexdigest()[:12]
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = Path(tempfile.mkdtemp(dir=cache_dir("export")))
     proc.output(
         [
             "git",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,15 @@ from harness.artifacts import RunDir
 from harness.guest import Guest, GuestOptions, Images
 from harness.machine import process_name
 
-# Every QEMU this test run starts (also through `mkh` subprocesses, which
-# inherit the environment) carries this process name, so the run can tell its
-# own QEMUs from anybody else's.
-os.environ["MKH_QEMU_NAME"] = f"mkh-{secrets.token_hex(4)}"
+# Every QEMU this test process starts (also through `mkh` subprocesses, which
+# inherit the environment) carries a process name of its own, so it can tell
+# its own QEMUs from anybody else's, pytest-xdist's other workers included
+# (they inherit the run's name and add their id; at most 15 characters).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER is None:
+    os.environ["MKH_TEST_RUN"] = f"mkh-{secrets.token_hex(3)}"
+RUN = os.environ["MKH_TEST_RUN"]
+os.environ["MKH_QEMU_NAME"] = f"{RUN}-{WORKER}" if WORKER else RUN
 MKH = [sys.executable, "-m", "harness.cli"]
 
 
@@ -63,14 +69,31 @@ def boot(guest_images: Images, tmp_path: Path) -> Iterator[Callable[..., Guest]]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any QEMU started by the harness outlived its test."""
+    """Fail the run if any QEMU started by the harness outlived its test.
+
+    An xdist worker checks its own QEMUs before it exits (they die with it) and
+    hands what it found to the controller, which fails the run.
+    """
     left = qemu_processes()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_WORKER_LEFT] = left
+        return
+    left += session.config.stash.get(_LEFT, [])
     if left:
         session.config.stash[_LEFT] = left
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 _LEFT = pytest.StashKey[list[str]]()
+_WORKER_LEFT = "mkh_qemu_left"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: keep what a finished worker found still running."""
+    left = getattr(node, "workeroutput", {}).get(_WORKER_LEFT, [])
+    node.config.stash[_LEFT] = node.config.stash.get(_LEFT, []) + left
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
