@@ -69,8 +69,9 @@ class Detector:
     EXCERPT_LINES) so the report carries the backtrace that follows.
     """
 
-    def __init__(self, console: str) -> None:
+    def __init__(self, console: str, enabled: bool = True) -> None:
         self.console = console
+        self.enabled = enabled
         self.crash: Crash | None = None
         self._partial = ""
         self._recent: deque[str] = deque(maxlen=CONTEXT_BEFORE)
@@ -84,6 +85,8 @@ class Detector:
         return self.crash
 
     def _line(self, line: str) -> None:
+        if not self.enabled:
+            return
         if self.crash is not None:
             if len(self.crash.excerpt) < EXCERPT_LINES:
                 self.crash.excerpt.append(line)

@@ -11,7 +11,7 @@ from .artifacts import RunDir
 from .console import Console
 from .errors import GuestTimeout
 from .machine import Machine, MachineConfig
-from .shell import Result, Shell
+from .shell import Result, Shell, ShellUnusable
 
 __all__ = ["Guest", "GuestOptions", "Images", "Result", "Shell"]
 
@@ -122,7 +122,7 @@ class Guest:
                 shell.flush()
                 continue
             # A kernel whose crash a test expected may be dead: try briefly.
-            with contextlib.suppress(GuestTimeout):
+            with contextlib.suppress(GuestTimeout, ShellUnusable):
                 shell.flush(timeout=5.0, recover=False)
         if self.machine is not None:
             self.machine.check_crashes()

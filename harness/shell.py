@@ -123,7 +123,10 @@ class Shell:
         if self._busy and not self.unusable:
             # The last command was cut short by an error (a crash, say): it
             # may still run.  Interrupt it and get back in step first.
-            self._interrupt()
+            if recover:
+                self._interrupt()
+            else:
+                self.unusable = "its last command never finished"
         if self.unusable:
             raise ShellUnusable(self.name, self.unusable)
         n = next(self._ids)
@@ -192,10 +195,13 @@ class Shell:
             self.check(f"echo {encoded[start : start + CHUNK]} >> {staging}")
         self.check(f"base64 -d {staging} > {shlex.quote(path)} && rm {staging}")
 
-    def take_crash(self) -> Crash | None:
-        """Acknowledge an expected crash of this shell's kernel (its console or its log)."""
+    def take_crash(self, watch: bool = True) -> Crash | None:
+        """Acknowledge an expected crash of this shell's kernel (its console or its log).
+
+        `watch=False` stops crash checks of this kernel (see Console.take_crash).
+        """
         self.crash_acknowledged = True
-        crashes = [self.console.take_crash()]
+        crashes = [self.console.take_crash(watch)]
         if self.log is not None:
-            crashes.append(self.log.take_crash())
+            crashes.append(self.log.take_crash(watch))
         return next((c for c in crashes if c is not None), None)

@@ -52,9 +52,26 @@ def guest_images() -> Images:
     return images.resolve(kernel_choice())
 
 
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
+
+
 @pytest.fixture
-def boot(guest_images: Images, tmp_path: Path) -> Iterator[Callable[..., Guest]]:
-    """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards."""
+def boot(
+    guest_images: Images, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Guest]]:
+    """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards.
+
+    After a test that passed, every kernel's log is flushed and checked once
+    more before teardown: a crash printed late still fails the test.
+    """
     started: list[Guest] = []
 
     def start(**options: object) -> Guest:
@@ -64,8 +81,15 @@ def boot(guest_images: Images, tmp_path: Path) -> Iterator[Callable[..., Guest]]
         return guest.boot()
 
     yield start
-    for guest in started:
-        guest.close()
+    report = request.node.stash.get(_CALL_REPORT, None)
+    try:
+        if report is not None and report.passed:
+            for guest in started:
+                if guest.machine is not None and guest.machine.running():
+                    guest.finish()
+    finally:
+        for guest in started:
+            guest.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

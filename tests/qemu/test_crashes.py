@@ -1,0 +1,89 @@
+"""Every kernel's crash is caught on its own log stream: LKDTM in the host and in an instance."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from harness.dtb import Instance
+from harness.errors import KernelCrash
+from harness.guest import Guest
+from harness.mk import Multikernel
+from harness.shell import Shell
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Guest]
+
+DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
+WEB = Instance("web-server", 1, (1,), 0x20000000)
+# LKDTM action -> the kind the detector must name.
+ACTIONS = {
+    "WARNING": "warning",
+    "BUG": "bug",
+    "EXCEPTION": "bug",  # a NULL dereference: "BUG: kernel NULL pointer dereference"
+    "SOFTLOCKUP": "soft-lockup",
+    "HUNG_TASK": "hung-task",
+}
+
+
+def provoke(guest: Guest, shell: Shell, action: str) -> KernelCrash:
+    """Trigger an LKDTM action in the kernel behind `shell`; the crash the harness raised."""
+    # Short detector periods, so the lockups show within seconds.
+    sysctl = "/proc/sys/kernel"
+    shell.check(f"echo 1 > {sysctl}/watchdog_thresh; echo 1 > {sysctl}/hung_task_timeout_secs")
+    assert guest.machine is not None
+    with pytest.raises(KernelCrash) as info:
+        # In the background: the lockups never return, and the crash must be
+        # caught from the log stream alone, whatever the shell does.
+        shell.run(f"echo {action} > {DIRECT} &")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            guest.machine.check_crashes()
+            time.sleep(0.2)
+    return info.value
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_a_crash_in_the_host_is_caught_on_its_log(boot: Boot, action: str) -> None:
+    guest = boot(smp=2)
+    crash = provoke(guest, guest.shell, action)
+    assert (crash.console, crash.kind) == ("kmsg", ACTIONS[action])
+    assert "kernel log of the host" in str(crash)
+    # The shell's own UART stays free of kernel messages.
+    assert "lkdtm" not in guest.run_dir.console_log("ttyS0").read_text()
+    lockup = action in ("SOFTLOCKUP", "HUNG_TASK")  # reported again and again
+    assert guest.shell.take_crash(watch=not lockup) is not None
+    assert guest.check("echo alive-$((6 * 7))") == "alive-42\n"  # on its other CPU
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_a_crash_in_an_instance_is_caught_on_its_log(boot: Boot, action: str) -> None:
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
+    shell = Multikernel(guest).spawn(WEB)
+    crash = provoke(guest, shell, action)
+    assert (crash.console, crash.kind) == ("kmsg1", ACTIONS[action])
+    assert "kernel log of the ttyS1 instance" in str(crash)
+    assert "lkdtm" not in guest.run_dir.console_log("ttyS1").read_text()
+    assert guest.machine is not None
+    assert guest.machine.consoles["kmsg"].crash is None  # the host saw nothing of it
+    shell.take_crash(watch=action not in ("SOFTLOCKUP", "HUNG_TASK"))
+    assert guest.check("echo host-alive") == "host-alive\n"
+
+
+def test_a_crash_printed_after_the_last_command_fails_teardown(boot: Boot) -> None:
+    guest = boot(smp=2)
+    guest.check(f"(sleep 1; echo WARNING > {DIRECT}) > /dev/null 2>&1 &")
+    time.sleep(4)  # printed now, while the harness reads nothing on purpose
+    with pytest.raises(KernelCrash) as info:
+        guest.finish()
+    assert (info.value.console, info.value.kind) == ("kmsg", "warning")
+    guest.shell.take_crash()
+
+
+def test_every_command_waits_for_its_kernel_log(boot: Boot) -> None:
+    guest = boot(smp=2)
+    # The message is in the kernel log stream as soon as the command returns.
+    guest.check("echo mkh-flushed-$((6 * 7)) > /dev/kmsg")
+    assert "mkh-flushed-42" in guest.run_dir.console_log("kmsg").read_text()
