@@ -5,6 +5,10 @@ VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 MKH := $(VENV)/bin/mkh
 
+# The kernel under test (see README): `mkh build` and the suite read these,
+# also when they are given on make's command line (make test-qemu MKH_KERNEL=...).
+export MKH_KERNEL MKH_KERNEL_TREE
+
 .PHONY: all setup build test test-qemu test-unit lint clean-venv
 
 all: test

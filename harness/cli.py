@@ -85,7 +85,8 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
 
 
 def _choice(args: argparse.Namespace) -> images.KernelChoice:
-    return images.KernelChoice(args.kernel, args.kernel_tree, args.in_tree, args.build_dir)
+    """--kernel/--kernel-tree, else $MKH_KERNEL/$MKH_KERNEL_TREE, else the default build."""
+    return images.kernel_choice(args.kernel, args.kernel_tree, args.in_tree, args.build_dir)
 
 
 def _options(args: argparse.Namespace) -> GuestOptions:

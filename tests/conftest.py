@@ -31,19 +31,10 @@ def qemu_processes() -> list[str]:
     return found.stdout.splitlines()
 
 
-def kernel_choice() -> images.KernelChoice:
-    """The kernel under test: $MKH_KERNEL (a bzImage), $MKH_KERNEL_TREE, or the default."""
-    prebuilt = os.environ.get("MKH_KERNEL")
-    tree = os.environ.get("MKH_KERNEL_TREE")
-    return images.KernelChoice(
-        prebuilt=Path(prebuilt) if prebuilt else None, tree=Path(tree) if tree else None
-    )
-
-
 @pytest.fixture(scope="session")
 def guest_images() -> Images:
     """The images under test (`make build` has built them, so this reuses them)."""
-    return images.resolve(kernel_choice())
+    return images.resolve(images.kernel_choice())
 
 
 @pytest.fixture

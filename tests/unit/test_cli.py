@@ -1,9 +1,14 @@
 import argparse
+import os
+import shutil
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from harness import cli
+from harness import cli, images
 from harness.errors import (
     EXIT_CRASH,
     EXIT_INFRA,
@@ -12,6 +17,85 @@ from harness.errors import (
     InfraError,
     KernelCrash,
 )
+from harness.guest import Images
+from harness.paths import REPO
+
+MAKE = shutil.which("make") or "make"
+# Programs that building or booting runs: the fakes on PATH leave a trace.
+TRACED = ("make", "apt-get", "qemu-system-x86_64")
+
+
+def fake_bzimage(path: Path, release: str = "6.12.0-fake") -> Path:
+    """A file with an x86 boot protocol header naming `release`."""
+    head = bytearray(0x400)
+    head[0x202:0x206] = b"HdrS"
+    struct.pack_into("<HH", head, 0x206, 0x20F, 0)
+    struct.pack_into("<H", head, 0x20E, 0x100)
+    text = f"{release} (fake@fake) #1".encode()
+    head[0x300 : 0x300 + len(text)] = text
+    path.write_bytes(bytes(head) + b"\0" * 1024)
+    return path
+
+
+def fake_tree(path: Path) -> Path:
+    path.mkdir()
+    (path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\n")
+    return path
+
+
+class Sandbox:
+    """`mkh` as a subprocess with its own cache and tracing fakes of make, apt-get and QEMU."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cache = root / "cache"
+        self.bin = root / "bin"
+        self.trace = root / "trace"
+        self.bin.mkdir()
+        for name in TRACED:
+            tool = self.bin / name
+            tool.write_text(f"#!/bin/sh\necho {name} >> {self.trace}\nexit 1\n")
+            tool.chmod(0o755)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MKH_KERNEL")}
+        env.update(PATH=f"{self.bin}:{os.environ['PATH']}", MKH_CACHE=str(self.cache))
+        env.update(extra)
+        return env
+
+    def mkh(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "harness.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env(**env),
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+
+    def traces(self) -> list[str]:
+        return self.trace.read_text().split() if self.trace.exists() else []
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    return Sandbox(tmp_path)
+
+
+@pytest.fixture
+def resolved(monkeypatch: pytest.MonkeyPatch) -> list[images.KernelChoice]:
+    """In-process runs stop at images.resolve, which records its choice and builds nothing."""
+    monkeypatch.delenv("MKH_KERNEL", raising=False)
+    monkeypatch.delenv("MKH_KERNEL_TREE", raising=False)
+    asked: list[images.KernelChoice] = []
+
+    def resolve(choice: images.KernelChoice) -> Images:
+        asked.append(choice)
+        raise InfraError("stopped at images.resolve")
+
+    monkeypatch.setattr(images, "resolve", resolve)
+    return asked
 
 
 def test_put_spec_parses_and_rejects() -> None:
@@ -84,3 +168,85 @@ def test_exit_codes_are_distinct_and_documented() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for code in (EXIT_CRASH, EXIT_TIMEOUT, EXIT_INFRA):
         assert f"`{code}`" in readme
+
+
+def test_build_takes_mkh_kernel_and_builds_nothing(sandbox: Sandbox) -> None:
+    kernel = fake_bzimage(sandbox.root / "bzImage")
+    done = sandbox.mkh("build", MKH_KERNEL=str(kernel))
+    assert done.returncode == 0, done.stderr
+    assert f"kernel: {kernel}" in done.stdout.splitlines()
+    assert sandbox.traces() == []
+
+
+def test_make_passes_mkh_kernel_from_its_command_line(sandbox: Sandbox) -> None:
+    kernel = fake_bzimage(sandbox.root / "bzImage")
+    # -o setup: leave the virtualenv alone; the recipe under test is `build`.
+    done = subprocess.run(
+        [MAKE, "-s", "-o", "setup", "build", f"MKH_KERNEL={kernel}"],
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"kernel: {kernel}" in done.stdout.splitlines()
+    assert sandbox.traces() == []
+
+
+@pytest.mark.parametrize("verb", ["build", "run", "shell", "bench"])
+def test_every_kernel_command_takes_the_env_and_flags_win(
+    resolved: list[images.KernelChoice],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    verb: str,
+) -> None:
+    kernel = fake_bzimage(tmp_path / "bzImage")
+    tree = fake_tree(tmp_path / "linux")
+    tail = {"run": ["--", "true"], "bench": ["spawn"]}.get(verb, [])
+
+    monkeypatch.setenv("MKH_KERNEL", str(kernel))
+    cli.main([verb, *tail])
+    assert resolved[-1] == images.KernelChoice(prebuilt=kernel)
+    cli.main([verb, "--kernel-tree", str(tree), *tail])
+    assert resolved[-1] == images.KernelChoice(tree=tree)
+
+    monkeypatch.delenv("MKH_KERNEL")
+    monkeypatch.setenv("MKH_KERNEL_TREE", str(tree))
+    cli.main([verb, *tail])
+    assert resolved[-1] == images.KernelChoice(tree=tree)
+    cli.main([verb, "--kernel", str(kernel), *tail])
+    assert resolved[-1] == images.KernelChoice(prebuilt=kernel)
+    assert len(resolved) == 4
+
+
+def test_both_kernel_variables_are_an_error(
+    resolved: list[images.KernelChoice],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("MKH_KERNEL", str(fake_bzimage(tmp_path / "bzImage")))
+    monkeypatch.setenv("MKH_KERNEL_TREE", str(fake_tree(tmp_path / "linux")))
+    assert cli.main(["build"]) == EXIT_INFRA
+    assert capsys.readouterr().err == (
+        "mkh: error: MKH_KERNEL and MKH_KERNEL_TREE are both set; unset one\n"
+    )
+    assert resolved == []
+
+
+def test_mkh_kernel_must_be_a_bzimage(
+    resolved: list[images.KernelChoice],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a kernel\n" * 100)
+    monkeypatch.setenv("MKH_KERNEL", str(text))
+    assert cli.main(["build"]) == EXIT_INFRA
+    err = capsys.readouterr().err
+    assert err.startswith(f"mkh: error: MKH_KERNEL: {text} is not a bzImage")
+    assert err.count("\n") == 1
+    assert resolved == []
