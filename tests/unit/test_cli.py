@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, images
+from harness import cli, images, paths
 from harness.errors import (
     EXIT_CRASH,
     EXIT_INFRA,
@@ -98,9 +98,11 @@ def resolved(monkeypatch: pytest.MonkeyPatch) -> list[images.KernelChoice]:
     return asked
 
 
-def test_put_spec_parses_and_rejects() -> None:
+def test_put_spec_parses_and_rejects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("x").write_text("x")
     assert cli._put("./x:/tmp/x") == (Path("./x"), "/tmp/x")
-    for bad in ("x", ":/tmp/x", "x:"):
+    for bad in ("x", ":/tmp/x", "x:", "y:/tmp/y", "x:tmp/x", "x:/tmp/../x"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli._put(bad)
 
@@ -115,7 +117,11 @@ def test_one_word_is_a_shell_line_and_several_are_an_argv() -> None:
     assert cli._command_line(parse("run", "nproc")) == "nproc"
 
 
-def test_run_options_reach_the_guest_options() -> None:
+def test_run_options_reach_the_guest_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a").write_text("a")
     args = parse(
         "run",
         "--smp",
@@ -250,3 +256,88 @@ def test_mkh_kernel_must_be_a_bzimage(
     assert err.startswith(f"mkh: error: MKH_KERNEL: {text} is not a bzImage")
     assert err.count("\n") == 1
     assert resolved == []
+
+
+BAD_INPUT = [
+    (["run", "--put", "{missing}:/tmp/x", "--", "true"], "--put: {missing}: no such file"),
+    (["run", "--put", "{text}:tmp/x", "--", "true"], "guest path must be absolute"),
+    (["run", "--script", "{missing}"], "--script: {missing}: no such file"),
+    (["run", "--memory", "2X", "--", "true"], "--memory: not a size: '2X'"),
+    (["run", "--memory", "0", "--", "true"], "--memory: size must be more than 0"),
+    (["run", "--smp", "0", "--", "true"], "--smp: must be 1 to 16"),
+    (["shell", "--smp", "17"], "--smp: must be 1 to 16"),
+    (["run", "--append", "mkkernel_pool=3G", "--", "true"], "does not fit in --memory 2G"),
+    (["run", "--memory", "1G", "--append", "mkkernel_pool=1G@4G", "--", "true"], "not fit"),
+    (["shell", "--memory", "1G", "--instance", "web-server"], "does not fit in --memory 1G"),
+    (["run", "--append", "mkkernel_pool=lots", "--", "true"], "mkkernel_pool=lots: not a size"),
+    (["run", "--kernel", "{text}", "--", "true"], "--kernel: {text} is not a bzImage"),
+    (["bench", "spawn", "--kernel", "{missing}"], "--kernel: {missing}: no such file"),
+    (["shell", "--dtb", "{missing}", "--instance", "web-server"], "--dtb: {missing}: no such"),
+    (["build", "--kernel-tree", "{missing}"], "{missing} is not a kernel tree"),
+    (["build", "--in-tree"], "--in-tree and --build-dir need a kernel tree"),
+    (["run", "--timeout", "0", "--", "true"], "--timeout: must be more than 0"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_refused_before_anything_is_built(
+    sandbox: Sandbox, argv: list[str], message: str
+) -> None:
+    text = sandbox.root / "notes.txt"
+    text.write_text("not a kernel\n" * 100)
+    where = {"missing": sandbox.root / "missing", "text": text}
+    done = sandbox.mkh(*(arg.format(**where) for arg in argv))
+    assert done.returncode == EXIT_INFRA
+    assert done.stderr.startswith("mkh: error: ")
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert message.format(**where) in done.stderr
+    # Nothing was built, booted or even cached.
+    assert sandbox.traces() == []
+    assert not sandbox.cache.exists()
+
+
+def test_max_smp_is_the_guest_kernel_nr_cpus() -> None:
+    config = (REPO / "images" / "linux" / "base.config").read_text()
+    assert f"CONFIG_NR_CPUS={cli.MAX_SMP}\n" in config
+
+
+@pytest.mark.parametrize("cache", ["/proc/mkh-cache", "{file}"])
+def test_unusable_cache_is_one_line_naming_it(sandbox: Sandbox, cache: str) -> None:
+    file = sandbox.root / "a-file"
+    file.write_text("")
+    cache = cache.format(file=file)
+    kernel = fake_bzimage(sandbox.root / "bzImage")
+    done = sandbox.mkh("build", MKH_CACHE=cache, MKH_KERNEL=str(kernel))
+    assert done.returncode == EXIT_INFRA
+    assert done.stderr.startswith(f"mkh: error: cannot create cache directory {cache}/")
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def test_read_only_cache_is_one_line_naming_it(sandbox: Sandbox) -> None:
+    sandbox.cache.mkdir(mode=0o555)
+    kernel = fake_bzimage(sandbox.root / "bzImage")
+    done = sandbox.mkh("build", MKH_KERNEL=str(kernel))
+    assert done.returncode == EXIT_INFRA
+    assert done.stderr.startswith(f"mkh: error: cannot create cache directory {sandbox.cache}/")
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_cache_dir_refuses_a_directory_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MKH_CACHE", str(tmp_path))
+    monkeypatch.setattr(paths.os, "access", lambda path, mode: False)
+    with pytest.raises(InfraError, match=f"cache directory {tmp_path}/runs is not writable"):
+        paths.cache_dir("runs")
+
+
+def test_dts_syntax_error_names_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.dts"
+    bad.write_text('/dts-v1/;\n/ {\n\tcompatible = "multikernel-v1"\n\tinstances { };\n};\n')
+    assert cli.main(["dtb", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mkh: {bad}:4.")
+    assert "syntax error" in err and err.count("\n") == 1
