@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from . import bench, dtb, images, initramfs, interactive, series, sizes, source
 from .artifacts import RunDir
-from .errors import EXIT_INFRA, HarnessError, InfraError, KernelCrash
+from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from .guest import Guest, GuestOptions
 from .mk import Multikernel
 from .paths import IMAGES_DIR
@@ -207,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         guest.boot()
         result = guest.run(line, timeout=args.timeout)
-    except HarnessError as exc:
+    except (HarnessError, KeyboardInterrupt) as exc:
         exc.add_note(f"artifacts: {run.path}")
         raise
     finally:
@@ -433,13 +435,39 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# Signals that end mkh like Ctrl-C: the clean-up runs and the status is 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # Later signals must not cut the clean-up (stopping QEMU, keeping logs) short.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    saved = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _notes(exc: BaseException) -> list[str]:
+    return list(getattr(exc, "__notes__", []))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with _stop_signals_interrupt():
+            return int(args.func(args))
     except KernelCrash as exc:
         sys.stderr.write(f"mkh: {exc}\n--- console excerpt ({exc.console}) ---\n{exc.excerpt}\n")
-        for extra in getattr(exc, "__notes__", []):
+        for extra in _notes(exc):
             sys.stderr.write(f"mkh: {extra}\n")
         return exc.exit_code
     except HarnessError as exc:
@@ -447,12 +475,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         tail = getattr(exc, "tail", "")
         if tail:
             sys.stderr.write(f"--- console tail ---\n{tail[-1500:]}\n")
-        for extra in getattr(exc, "__notes__", []):
+        for extra in _notes(exc):
             sys.stderr.write(f"mkh: {extra}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("mkh: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        # After a hang-up the terminal may be gone: the status still tells.
+        with contextlib.suppress(OSError):
+            sys.stderr.write(
+                "; ".join([f"mkh: interrupted by {stopped.signal.name}", *_notes(exc)]) + "\n"
+            )
+        return stopped.exit_code
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 import argparse
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -19,22 +18,11 @@ from harness.errors import (
 )
 from harness.guest import Images
 from harness.paths import REPO
+from tests.unit.fakes import fake_bzimage
 
 MAKE = shutil.which("make") or "make"
 # Programs that building or booting runs: the fakes on PATH leave a trace.
 TRACED = ("make", "apt-get", "qemu-system-x86_64")
-
-
-def fake_bzimage(path: Path, release: str = "6.12.0-fake") -> Path:
-    """A file with an x86 boot protocol header naming `release`."""
-    head = bytearray(0x400)
-    head[0x202:0x206] = b"HdrS"
-    struct.pack_into("<HH", head, 0x206, 0x20F, 0)
-    struct.pack_into("<H", head, 0x20E, 0x100)
-    text = f"{release} (fake@fake) #1".encode()
-    head[0x300 : 0x300 + len(text)] = text
-    path.write_bytes(bytes(head) + b"\0" * 1024)
-    return path
 
 
 def fake_tree(path: Path) -> Path:
@@ -341,3 +329,38 @@ def test_dts_syntax_error_names_file_and_line(
     err = capsys.readouterr().err
     assert err.startswith(f"mkh: {bad}:4.")
     assert "syntax error" in err and err.count("\n") == 1
+
+
+SIGNALLED = """
+import os, signal, sys, time
+from harness import cli
+
+def build(args):
+    try:
+        os.kill(os.getpid(), signal.{sig})
+        time.sleep(30)
+    finally:
+        # A second signal during the clean-up must not cut it short.
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("cleaned up")
+
+cli.cmd_build = build
+handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+code = cli.main(["build"])
+assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)] == handlers
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signals_unwind_like_ctrl_c(sig: str, code: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED.format(sig=sig)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (code, "cleaned up\n"), done.stderr
+    assert done.stderr == f"mkh: interrupted by {sig}\n"
