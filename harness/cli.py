@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import bench, dtb, images, initramfs, interactive, series, sizes, source
+from . import bench, dtb, images, initramfs, interactive, result, series, sizes, source
 from .artifacts import RunDir
 from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from .guest import Guest, GuestOptions
@@ -206,17 +206,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     built = images.resolve(choice)
     run = RunDir(args.artifacts)
     guest = Guest(built, options, run)
-    try:
-        guest.boot()
-        result = guest.run(line, timeout=args.timeout)
-    except (HarnessError, KeyboardInterrupt) as exc:
-        exc.add_note(f"artifacts: {run.path}")
-        raise
-    finally:
-        guest.close()
-    sys.stdout.write(result.output)
+    with result.recorded(run, built, choice, f"mkh run: {line}") as status:
+        try:
+            guest.boot()
+            ran = guest.run(line, timeout=args.timeout)
+        except (HarnessError, KeyboardInterrupt) as exc:
+            exc.add_note(f"artifacts: {run.path}")
+            raise
+        finally:
+            guest.close()
+        status.value = ran.status
+    sys.stdout.write(ran.output)
     sys.stdout.flush()
-    return result.status
+    return ran.status
 
 
 def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
@@ -244,7 +246,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     _check_pool(options)
     built = images.resolve(choice)
     run = RunDir(args.artifacts)
-    with Guest(built, options, run) as guest:
+    with result.recorded(run, built, choice, "mkh shell"), Guest(built, options, run) as guest:
         shell = guest.shell
         if args.instance:
             mk = Multikernel(guest)

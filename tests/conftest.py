@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness import images, result
 from harness.artifacts import RunDir
 from harness.guest import Guest, GuestOptions, Images
 from harness.machine import process_name
@@ -37,9 +37,23 @@ def guest_images() -> Images:
     return images.resolve(images.kernel_choice())
 
 
+_FAILURE = pytest.StashKey[BaseException | None]()
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Keep what the test body raised (None if it passed) for the boot fixture's result.json."""
+    if call.when == "call":
+        item.stash[_FAILURE] = call.excinfo.value if call.excinfo else None
+
+
 @pytest.fixture
-def boot(guest_images: Images, tmp_path: Path) -> Iterator[Callable[..., Guest]]:
-    """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards."""
+def boot(
+    guest_images: Images, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Guest]]:
+    """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards.
+
+    Each guest's run directory gets a result.json with the test's verdict.
+    """
     started: list[Guest] = []
 
     def start(**options: object) -> Guest:
@@ -51,6 +65,10 @@ def boot(guest_images: Images, tmp_path: Path) -> Iterator[Callable[..., Guest]]
     yield start
     for guest in started:
         guest.close()
+    outcome = result.verdict(request.node.stash.get(_FAILURE, None))
+    choice = images.kernel_choice()
+    for guest in started:
+        result.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
