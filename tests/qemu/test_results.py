@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from harness import bzimage
@@ -159,3 +160,23 @@ def test_boot_fixture_writes_the_test_verdict(guest_images: Images, tmp_path: Pa
     assert (passed["verdict"], passed["exit_code"]) == ("PASS", 0)
     assert (failed["verdict"], failed["exit_code"]) == ("FAIL", 1)
     assert failed["what"].endswith("test_inner.py::test_fails")
+
+
+@pytest.mark.parametrize("end", ["leave", "SIGHUP"])
+def test_shell_result(guest_images: Images, tmp_path: Path, end: str) -> None:
+    art = tmp_path / "art"
+    session = pexpect.spawn(
+        MKH[0], [*MKH[1:], "shell", "--artifacts", str(art)], encoding="utf-8", timeout=300
+    )
+    session.expect(r"mkh-guest:\d+ # ")
+    if end == "leave":
+        session.send("\x1d")  # Ctrl-]
+    else:
+        session.kill(signal.SIGHUP)
+    session.expect(pexpect.EOF)
+    session.close()
+    expected = ("PASS", 0) if end == "leave" else ("INTERRUPTED", 129)
+    assert session.exitstatus == expected[1]
+    assert qemu_processes() == []
+    data = result_json(art)
+    assert (data["what"], data["verdict"], data["exit_code"]) == ("mkh shell", *expected)
