@@ -11,6 +11,10 @@ JUNIT ?= $(shell $(VENV)/bin/python -c \
 	'from harness.paths import cache_root; print(cache_root() / "results" / "junit.xml")')
 SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT)
 
+# The kernel under test (see README): `mkh build` and the suite read these,
+# also when they are given on make's command line (make test-qemu MKH_KERNEL=...).
+export MKH_KERNEL MKH_KERNEL_TREE
+
 .PHONY: all setup build test test-qemu test-unit lint clean-venv
 
 all: test

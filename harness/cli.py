@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from . import bench, dtb, images, interactive, kernel, series, source
+from . import bench, dtb, images, initramfs, interactive, kernel, result, series, sizes, source
 from .artifacts import RunDir
-from .errors import HarnessError, InfraError, KernelCrash
+from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from .guest import Guest, GuestOptions, Images
 from .machine import free_port
 from .mk import Multikernel
@@ -18,14 +22,65 @@ from .paths import IMAGES_DIR
 from .progress import note
 
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_MEMORY = "2G"
 EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
+# CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
+MAX_SMP = 16
+POOL = re.compile(r"(?:^|\s)mkkernel_pool=(\S*)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are bad input like any other: one line and status 125."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INFRA, f"mkh: error: {message} (see {self.prog} --help)\n")
 
 
 def _put(spec: str) -> tuple[Path, str]:
     src, sep, dest = spec.partition(":")
     if not sep or not src or not dest:
         raise argparse.ArgumentTypeError(f"expected SRC:DEST, got {spec!r}")
+    if not Path(src).is_file():
+        raise argparse.ArgumentTypeError(f"{src}: no such file")
+    try:
+        initramfs.guest_path(dest)
+    except InfraError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return Path(src), dest
+
+
+def _file(text: str) -> Path:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return Path(text)
+
+
+def _smp(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= MAX_SMP:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SMP} (CONFIG_NR_CPUS), got {value}")
+    return value
+
+
+def _memory(text: str) -> str:
+    try:
+        sizes.qemu(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
 
 
 def _add_kernel_choice(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +108,12 @@ def _add_kernel_choice(parser: argparse.ArgumentParser) -> None:
 def _add_machine(parser: argparse.ArgumentParser) -> None:
     _add_kernel_choice(parser)
     group = parser.add_argument_group("machine")
-    group.add_argument("--smp", type=int, default=4, help="number of CPUs (default 4)")
-    group.add_argument("--memory", help="guest memory (default 2G)")
+    group.add_argument(
+        "--smp", type=_smp, default=4, help=f"number of CPUs, 1 to {MAX_SMP} (default 4)"
+    )
+    group.add_argument(
+        "--memory", type=_memory, help=f"guest memory, QEMU syntax (default {DEFAULT_MEMORY})"
+    )
     group.add_argument("--append", default="", help="extra kernel command line")
     group.add_argument(
         "--accel",
@@ -83,7 +142,7 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--boot-timeout",
-        type=float,
+        type=_seconds,
         default=120.0,
         metavar="S",
         help="seconds the guest may take to reach its shell (default 120)",
@@ -91,13 +150,14 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
 
 
 def _choice(args: argparse.Namespace) -> images.KernelChoice:
-    return images.KernelChoice(args.kernel, args.kernel_tree, args.in_tree, args.build_dir)
+    """--kernel/--kernel-tree, else $MKH_KERNEL/$MKH_KERNEL_TREE, else the default build."""
+    return images.kernel_choice(args.kernel, args.kernel_tree, args.in_tree, args.build_dir)
 
 
 def _options(args: argparse.Namespace) -> GuestOptions:
     return GuestOptions(
         smp=args.smp,
-        memory=args.memory or "2G",
+        memory=args.memory or DEFAULT_MEMORY,
         append=args.append,
         accel=args.accel,
         boot_timeout=args.boot_timeout,
@@ -114,6 +174,21 @@ def _announce_gdb(built: Images, options: GuestOptions) -> None:
     note(f"gdb: gdb -ex 'target remote 127.0.0.1:{options.gdb_port}' {target}")
     if vmlinux is None:
         note(f"no vmlinux found next to {built.kernel}; give gdb the one it was built with")
+
+
+def _check_pool(options: GuestOptions) -> None:
+    """A multikernel pool must leave the guest kernel some of its memory."""
+    memory = sizes.qemu(options.memory)
+    for value in POOL.findall(options.append):
+        try:
+            pool = sizes.kernel(value.partition("@")[0])
+        except ValueError as exc:
+            raise InfraError(f"mkkernel_pool={value}: {exc}") from None
+        if pool >= memory:
+            raise InfraError(
+                f"mkkernel_pool={value} does not fit in --memory {options.memory}: "
+                "give the guest more memory or a smaller pool"
+            )
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -137,28 +212,32 @@ def _command_line(args: argparse.Namespace) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.script and args.command:
         raise InfraError("give either --script FILE or a command after --, not both")
+    choice = _choice(args)
     options = _options(args)
+    _check_pool(options)
     if args.script:
         options.put.append((args.script, "/run/mkh/script"))
         line = "sh /run/mkh/script"
     else:
         line = _command_line(args)
-    built = images.resolve(_choice(args))
+    built = images.resolve(choice)
     _announce_gdb(built, options)
     run = RunDir(args.artifacts)
     guest = Guest(built, options, run)
-    try:
-        guest.boot()
-        result = guest.run(line, timeout=args.timeout)
-        guest.finish()
-    except HarnessError as exc:
-        exc.add_note(f"artifacts: {run.path}")
-        raise
-    finally:
-        guest.close()
-    sys.stdout.write(result.output)
+    with result.recorded(run, built, choice, f"mkh run: {line}") as status:
+        try:
+            guest.boot()
+            ran = guest.run(line, timeout=args.timeout)
+            guest.finish()
+        except (HarnessError, KeyboardInterrupt) as exc:
+            exc.add_note(f"artifacts: {run.path}")
+            raise
+        finally:
+            guest.close()
+        status.value = ran.status
+    sys.stdout.write(ran.output)
     sys.stdout.flush()
-    return result.status
+    return ran.status
 
 
 def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
@@ -180,12 +259,14 @@ def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
+    choice = _choice(args)
     options = _options(args)
     instances = _instance_setup(args, options) if args.instance else []
-    built = images.resolve(_choice(args))
+    _check_pool(options)
+    built = images.resolve(choice)
     _announce_gdb(built, options)
     run = RunDir(args.artifacts)
-    with Guest(built, options, run) as guest:
+    with result.recorded(run, built, choice, "mkh shell"), Guest(built, options, run) as guest:
         shell = guest.shell
         if args.instance:
             mk = Multikernel(guest)
@@ -226,14 +307,11 @@ def _positive(text: str) -> int:
 
 
 def _size(text: str) -> int:
-    """A byte count with an optional K/M/G suffix (as mkkernel_pool= takes)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    scale = units.get(text[-1:].upper(), 1)
-    digits = text[:-1] if scale != 1 else text
+    """A byte count with an optional K/M/G/... suffix (as mkkernel_pool= takes)."""
     try:
-        return int(digits, 0) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+        return sizes.kernel(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _report(problems: list[str] | list[dtb.Problem]) -> int:
@@ -247,6 +325,9 @@ def cmd_dtb(args: argparse.Namespace) -> int:
         blob = dtb.load(args.file)
         target = dtb.Target(cpus=args.cpus, pool_free=args.pool)
         problems = dtb.check(blob, target)
+    except dtb.DtsError as exc:
+        sys.stderr.write(f"mkh: {exc}\n")
+        return 1
     except dtb.DtbError as exc:
         sys.stderr.write(f"mkh: {args.file}: {exc} (EINVAL)\n")
         return 1
@@ -279,7 +360,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mkh", description=__doc__)
+    top = _Parser(prog="mkh", description=__doc__)
     sub = top.add_subparsers(dest="verb", required=True)
 
     build = sub.add_parser("build", help="build (or reuse) the kernel and initramfs")
@@ -290,12 +371,12 @@ def parser() -> argparse.ArgumentParser:
     _add_machine(run)
     run.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help=f"seconds the command may run (default {DEFAULT_TIMEOUT:g})",
     )
-    run.add_argument("--script", type=Path, metavar="FILE", help="run this shell script")
+    run.add_argument("--script", type=_file, metavar="FILE", help="run this shell script")
     run.add_argument(
         "command",
         nargs=argparse.REMAINDER,
@@ -312,7 +393,7 @@ def parser() -> argparse.ArgumentParser:
     )
     shell.add_argument(
         "--dtb",
-        type=Path,
+        type=_file,
         default=EXAMPLE_DTS,
         metavar="FILE",
         help="the multikernel device tree (.dts or .dtb) for --instance "
@@ -376,13 +457,39 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# Signals that end mkh like Ctrl-C: the clean-up runs and the status is 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # Later signals must not cut the clean-up (stopping QEMU, keeping logs) short.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    saved = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _notes(exc: BaseException) -> list[str]:
+    return list(getattr(exc, "__notes__", []))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with _stop_signals_interrupt():
+            return int(args.func(args))
     except KernelCrash as exc:
         sys.stderr.write(f"mkh: {exc}\n--- console excerpt ({exc.console}) ---\n{exc.excerpt}\n")
-        for extra in getattr(exc, "__notes__", []):
+        for extra in _notes(exc):
             sys.stderr.write(f"mkh: {extra}\n")
         return exc.exit_code
     except HarnessError as exc:
@@ -390,12 +497,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         tail = getattr(exc, "tail", "")
         if tail:
             sys.stderr.write(f"--- console tail ---\n{tail[-1500:]}\n")
-        for extra in getattr(exc, "__notes__", []):
+        for extra in _notes(exc):
             sys.stderr.write(f"mkh: {extra}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("mkh: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        # After a hang-up the terminal may be gone: the status still tells.
+        with contextlib.suppress(OSError):
+            sys.stderr.write(
+                "; ".join([f"mkh: interrupted by {stopped.signal.name}", *_notes(exc)]) + "\n"
+            )
+        return stopped.exit_code
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ class DtbError(HarnessError, ValueError):
     """A blob that is not a multikernel device tree at all (the kernel's EINVAL)."""
 
 
+class DtsError(HarnessError, ValueError):
+    """dtc refused DTS source; the message carries its FILE:LINE.COL positions."""
+
+
 @dataclass(frozen=True)
 class Instance:
     name: str
@@ -77,20 +81,31 @@ def to_dtb(instances: list[Instance]) -> bytes:
     return bytes(tree.to_dtb(version=17))
 
 
-def compile_dts(text: str) -> bytes:
-    """Compile DTS text with dtc; InfraError quoting dtc on a syntax error."""
+# dtc's closing lines after the errors it reports, which add nothing.
+_DTC_TRAILERS = ("FATAL ERROR: Unable to parse input tree", "ERROR: Input tree has errors")
+
+
+def _dtc(source: str, text: bytes | None = None) -> bytes:
+    """Run dtc on a DTS file (or "-" and `text`); DtsError with dtc's messages if it fails."""
     try:
         done = subprocess.run(
-            ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", "-", "-"],
-            input=text.encode(),
+            ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", "-", source],
+            input=text,
             capture_output=True,
             check=False,
         )
     except FileNotFoundError as exc:
         raise InfraError("dtc is missing: install device-tree-compiler") from exc
     if done.returncode != 0:
-        raise InfraError(f"dtc: {done.stderr.decode(errors='replace').strip()}")
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        kept = [s.removeprefix("Error: ") for s in lines if not s.startswith(_DTC_TRAILERS)]
+        raise DtsError("; ".join(kept or lines) or f"dtc failed with status {done.returncode}")
     return done.stdout
+
+
+def compile_dts(text: str) -> bytes:
+    """Compile DTS text with dtc; DtsError quoting dtc (as <stdin>:LINE.COL) if it fails."""
+    return _dtc("-", text.encode())
 
 
 def _words(node: fdt.Node, name: str) -> list[int] | None:
@@ -252,11 +267,14 @@ def instance_dts(inst: Instance) -> str:
 
 
 def load(path: Path) -> bytes:
-    """A DTB from a .dtb file, or compiled from any other (DTS) file."""
+    """A DTB from a .dtb file, or compiled from any other (DTS) file.
+
+    dtc reads the file itself, so its errors name it and /include/ works.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InfraError(f"cannot read {path}: {exc.strerror}") from exc
     if data[:4] == b"\xd0\x0d\xfe\xed":
         return data
-    return compile_dts(data.decode(errors="replace"))
+    return _dtc(str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 # Exit codes of `mkh run` for outcomes that are not the guest command's own
@@ -9,6 +10,7 @@ from pathlib import Path
 EXIT_CRASH = 123
 EXIT_TIMEOUT = 124
 EXIT_INFRA = 125
+EXIT_SIGNAL = 128  # plus the signal's number, as shells report a death by signal
 
 
 class HarnessError(Exception):
@@ -73,3 +75,12 @@ class GuestCommandFailed(HarnessError, AssertionError):
         super().__init__(f"{console}: {command!r} exited {status}:\n{output}")
         self.status = status
         self.output = output
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind like Ctrl-C so QEMU is stopped and logs kept."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum)
+        super().__init__(self.signal.name)
+        self.exit_code = EXIT_SIGNAL + signum

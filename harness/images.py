@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import initramfs, kernel, source
+from . import bzimage, initramfs, kernel, source
 from .errors import InfraError
 from .guest import Images
 
@@ -20,19 +22,57 @@ class KernelChoice:
     in_tree: bool = False
     build_dir: Path | None = None
 
+    @property
+    def default(self) -> bool:
+        """Whether this is the default build (Debian's source + the series)."""
+        return self.prebuilt is None and self.tree is None
+
+
+def kernel_choice(
+    prebuilt: Path | None = None,
+    tree: Path | None = None,
+    in_tree: bool = False,
+    build_dir: Path | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> KernelChoice:
+    """The kernel under test, checked before anything is built.
+
+    Explicit paths (--kernel, --kernel-tree) win; else $MKH_KERNEL (a bzImage)
+    or $MKH_KERNEL_TREE (a tree); else the default build.  Setting both
+    variables is an error, whatever the flags say.
+    """
+    env_kernel = env.get("MKH_KERNEL")
+    env_tree = env.get("MKH_KERNEL_TREE")
+    if env_kernel and env_tree:
+        raise InfraError("MKH_KERNEL and MKH_KERNEL_TREE are both set; unset one")
+    if prebuilt is not None and tree is not None:
+        raise InfraError("--kernel and --kernel-tree exclude each other")
+    kernel_flag, tree_flag = "--kernel", "--kernel-tree"
+    if prebuilt is None and tree is None:
+        prebuilt = Path(env_kernel) if env_kernel else None
+        tree = Path(env_tree) if env_tree else None
+        kernel_flag, tree_flag = "MKH_KERNEL", "MKH_KERNEL_TREE"
+    try:
+        if prebuilt is not None:
+            bzimage.check(prebuilt)
+        if tree is not None:
+            source.makefile_version(tree)
+    except InfraError as exc:
+        raise InfraError(f"{kernel_flag if prebuilt else tree_flag}: {exc}") from None
+    if tree is None and (in_tree or build_dir is not None):
+        raise InfraError("--in-tree and --build-dir need a kernel tree (--kernel-tree)")
+    return KernelChoice(prebuilt, tree, in_tree, build_dir)
+
 
 def resolve(choice: KernelChoice) -> Images:
-    if choice.prebuilt is not None and choice.tree is not None:
-        raise InfraError("--kernel and --kernel-tree exclude each other")
+    """Build or reuse the images for a choice from kernel_choice()."""
     base = initramfs.build()
     if choice.prebuilt is not None:
-        if not choice.prebuilt.is_file():
-            raise InfraError(f"--kernel {choice.prebuilt}: no such file")
-        bzimage = choice.prebuilt.resolve()
+        image = choice.prebuilt.resolve()
         config = choice.prebuilt.parent / ".config"
         return Images(
-            bzimage,
-            initramfs.with_boot_files(base, bzimage),
+            image,
+            initramfs.with_boot_files(base, image),
             config if config.is_file() else None,
             f"prebuilt {choice.prebuilt}",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -56,5 +57,7 @@ def _relay(console: Console, stdin: int, stdout: int) -> None:
                     break
                 console.send(keys.decode(errors="replace"))
     finally:
+        # After a hang-up (SIGHUP) the terminal may be gone; nothing to restore then.
         if saved is not None:
-            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import InfraError
+
 REPO = Path(__file__).resolve().parent.parent
 GUEST_DIR = REPO / "guest"
 IMAGES_DIR = REPO / "images"
@@ -23,7 +25,13 @@ def cache_root() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A subdirectory of the cache, created on demand."""
+    """A subdirectory of the cache, created on demand; InfraError naming it if unusable."""
     path = cache_root().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    hint = "set MKH_CACHE to a writable directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InfraError(f"cannot create cache directory {path}: {exc.strerror}; {hint}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InfraError(f"cache directory {path} is not writable; {hint}")
     return path

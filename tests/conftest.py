@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import images
+from harness import images, result
 from harness.artifacts import RunDir
 from harness.guest import Guest, GuestOptions, Images
 from harness.machine import process_name
@@ -37,30 +37,19 @@ def qemu_processes() -> list[str]:
     return found.stdout.splitlines()
 
 
-def kernel_choice() -> images.KernelChoice:
-    """The kernel under test: $MKH_KERNEL (a bzImage), $MKH_KERNEL_TREE, or the default."""
-    prebuilt = os.environ.get("MKH_KERNEL")
-    tree = os.environ.get("MKH_KERNEL_TREE")
-    return images.KernelChoice(
-        prebuilt=Path(prebuilt) if prebuilt else None, tree=Path(tree) if tree else None
-    )
-
-
 @pytest.fixture(scope="session")
 def guest_images() -> Images:
     """The images under test (`make build` has built them, so this reuses them)."""
-    return images.resolve(kernel_choice())
+    return images.resolve(images.kernel_choice())
 
 
-_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+_FAILURE = pytest.StashKey[BaseException | None]()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
-    report = yield
-    if report.when == "call":
-        item.stash[_CALL_REPORT] = report
-    return report
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Keep what the test body raised (None if it passed) for the boot fixture's result.json."""
+    if call.when == "call":
+        item.stash[_FAILURE] = call.excinfo.value if call.excinfo else None
 
 
 @pytest.fixture
@@ -70,7 +59,8 @@ def boot(
     """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards.
 
     After a test that passed, every kernel's log is flushed and checked once
-    more before teardown: a crash printed late still fails the test.
+    more before teardown: a crash printed late still fails the test.  Each
+    guest's run directory gets a result.json with the test's verdict.
     """
     started: list[Guest] = []
 
@@ -81,15 +71,22 @@ def boot(
         return guest.boot()
 
     yield start
-    report = request.node.stash.get(_CALL_REPORT, None)
+    failure = request.node.stash.get(_FAILURE, None)
     try:
-        if report is not None and report.passed:
+        if failure is None:
             for guest in started:
                 if guest.machine is not None and guest.machine.running():
                     guest.finish()
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         for guest in started:
             guest.close()
+        outcome = result.verdict(failure)
+        choice = images.kernel_choice()
+        for guest in started:
+            result.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
