@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import bench, dtb, images, initramfs, interactive, kernel, result, series, sizes, source
+from . import bench, dtb, images, initramfs, interactive, result, series, sizes, source
 from .artifacts import RunDir
 from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
-from .guest import Guest, GuestOptions, Images
+from .guest import Guest, GuestOptions
 from .machine import free_port
 from .mk import Multikernel
 from .paths import IMAGES_DIR
@@ -166,16 +166,6 @@ def _options(args: argparse.Namespace) -> GuestOptions:
     )
 
 
-def _announce_gdb(built: Images, options: GuestOptions) -> None:
-    if options.gdb_port is None:
-        return
-    vmlinux = kernel.companions(built.kernel).vmlinux
-    target = shlex.quote(str(vmlinux)) if vmlinux else "VMLINUX"
-    note(f"gdb: gdb -ex 'target remote 127.0.0.1:{options.gdb_port}' {target}")
-    if vmlinux is None:
-        note(f"no vmlinux found next to {built.kernel}; give gdb the one it was built with")
-
-
 def _check_pool(options: GuestOptions) -> None:
     """A multikernel pool must leave the guest kernel some of its memory."""
     memory = sizes.qemu(options.memory)
@@ -221,7 +211,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         line = _command_line(args)
     built = images.resolve(choice)
-    _announce_gdb(built, options)
     run = RunDir(args.artifacts)
     guest = Guest(built, options, run)
     with result.recorded(run, built, choice, f"mkh run: {line}") as status:
@@ -264,7 +253,6 @@ def cmd_shell(args: argparse.Namespace) -> int:
     instances = _instance_setup(args, options) if args.instance else []
     _check_pool(options)
     built = images.resolve(choice)
-    _announce_gdb(built, options)
     run = RunDir(args.artifacts)
     with result.recorded(run, built, choice, "mkh shell"), Guest(built, options, run) as guest:
         shell = guest.shell

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import channels, hang, initramfs
+from . import channels, hang, initramfs, kernel
 from .artifacts import RunDir
 from .console import Console
 from .errors import GuestTimeout
 from .machine import Machine, MachineConfig
+from .progress import note
 from .shell import Result, Shell, ShellUnusable
 
 __all__ = ["Guest", "GuestOptions", "Images", "Result", "Shell"]
@@ -76,6 +78,8 @@ class Guest:
         )
         self.machine = Machine(config, self.run_dir)
         self.machine.launch()
+        if opts.gdb_port is not None:
+            self._announce_gdb(opts.gdb_port)
         self._shell = self.new_shell(channels.HOST_TTY)
         self._shell.wait_ready(opts.boot_timeout)
         self.run_dir.mark("shell-ready")
@@ -89,6 +93,13 @@ class Guest:
 
     def write_file(self, path: str, data: bytes) -> None:
         self.shell.write_file(path, data)
+
+    def _announce_gdb(self, port: int) -> None:
+        vmlinux = kernel.companions(self.images.kernel).vmlinux
+        target = shlex.quote(str(vmlinux)) if vmlinux else "VMLINUX"
+        note(f"gdb: gdb -ex 'target remote 127.0.0.1:{port}' {target}")
+        if vmlinux is None:
+            note(f"no vmlinux next to {self.images.kernel}: give gdb the one it was built with")
 
     def new_shell(self, tty: str) -> Shell:
         """A Shell on `tty` that knows its kernel's log stream and reports hangs."""

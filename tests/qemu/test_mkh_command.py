@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pexpect
@@ -35,6 +36,16 @@ def test_run_exit_status_passes_through(guest_images: Images) -> None:
     assert done.returncode == 7, done.stderr
 
 
+@pytest.mark.parametrize(("line", "status"), [("exit 3", 3), ("set -e; false; echo no", 1)])
+def test_run_exit_in_the_command_line_is_its_status(
+    guest_images: Images, line: str, status: int
+) -> None:
+    started = time.monotonic()
+    done = mkh("run", "--", line)
+    assert (done.returncode, done.stdout) == (status, ""), done.stderr
+    assert time.monotonic() - started < 120  # not a wait for the 300 s timeout
+
+
 def test_run_put_delivers_the_file(guest_images: Images, tmp_path: Path) -> None:
     src = tmp_path / "x"
     src.write_text("line one\nline two\n")
@@ -45,9 +56,9 @@ def test_run_put_delivers_the_file(guest_images: Images, tmp_path: Path) -> None
 
 def test_run_script(guest_images: Images, tmp_path: Path) -> None:
     script = tmp_path / "s.sh"
-    script.write_text("#!/bin/sh\n# a comment\necho from-script\nexit 3\n")
+    script.write_text("#!/bin/sh\n# a comment\necho from-script\nexit 5\n")
     done = mkh("run", "--script", str(script))
-    assert (done.returncode, done.stdout) == (3, "from-script\n"), done.stderr
+    assert (done.returncode, done.stdout) == (5, "from-script\n"), done.stderr
 
 
 def test_run_panic_exits_with_the_crash_code(guest_images: Images, tmp_path: Path) -> None:
