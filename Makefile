@@ -14,6 +14,10 @@ SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT)
 # The kernel under test (see README): `mkh build` and the suite read these,
 # also when they are given on make's command line (make test-qemu MKH_KERNEL=...).
 export MKH_KERNEL MKH_KERNEL_TREE
+# `make test-qemu DEBUG_KERNEL=1`: the same suite on the debug build (nightly).
+ifneq ($(DEBUG_KERNEL),)
+export MKH_DEBUG_KERNEL := $(DEBUG_KERNEL)
+endif
 
 .PHONY: all setup build test test-qemu test-unit lint clean-venv
 

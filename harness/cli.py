@@ -103,6 +103,12 @@ def _add_kernel_choice(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output directory (O=) for --kernel-tree builds",
     )
+    group.add_argument(
+        "--debug-kernel",
+        action="store_true",
+        help="the debug build: KASAN, lockdep, atomic-sleep checks, debug info "
+        "(images/linux/debug/; default from MKH_DEBUG_KERNEL=1)",
+    )
 
 
 def _add_machine(parser: argparse.ArgumentParser) -> None:
@@ -151,7 +157,9 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
 
 def _choice(args: argparse.Namespace) -> images.KernelChoice:
     """--kernel/--kernel-tree, else $MKH_KERNEL/$MKH_KERNEL_TREE, else the default build."""
-    return images.kernel_choice(args.kernel, args.kernel_tree, args.in_tree, args.build_dir)
+    return images.kernel_choice(
+        args.kernel, args.kernel_tree, args.in_tree, args.build_dir, args.debug_kernel
+    )
 
 
 def _options(args: argparse.Namespace) -> GuestOptions:

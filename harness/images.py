@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import bzimage, initramfs, kernel, source
@@ -21,6 +21,7 @@ class KernelChoice:
     tree: Path | None = None  # --kernel-tree: a kernel source tree to build
     in_tree: bool = False
     build_dir: Path | None = None
+    debug: bool = False  # the debug build (images/linux/debug/*.config)
 
     @property
     def default(self) -> bool:
@@ -33,13 +34,15 @@ def kernel_choice(
     tree: Path | None = None,
     in_tree: bool = False,
     build_dir: Path | None = None,
+    debug: bool = False,
     env: Mapping[str, str] = os.environ,
 ) -> KernelChoice:
     """The kernel under test, checked before anything is built.
 
     Explicit paths (--kernel, --kernel-tree) win; else $MKH_KERNEL (a bzImage)
     or $MKH_KERNEL_TREE (a tree); else the default build.  Setting both
-    variables is an error, whatever the flags say.
+    variables is an error, whatever the flags say.  The debug build is asked
+    for with `debug` (--debug-kernel) or MKH_DEBUG_KERNEL=1.
     """
     env_kernel = env.get("MKH_KERNEL")
     env_tree = env.get("MKH_KERNEL_TREE")
@@ -61,7 +64,10 @@ def kernel_choice(
         raise InfraError(f"{kernel_flag if prebuilt else tree_flag}: {exc}") from None
     if tree is None and (in_tree or build_dir is not None):
         raise InfraError("--in-tree and --build-dir need a kernel tree (--kernel-tree)")
-    return KernelChoice(prebuilt, tree, in_tree, build_dir)
+    debug = debug or env.get("MKH_DEBUG_KERNEL", "") not in ("", "0")
+    if debug and prebuilt is not None:
+        raise InfraError(f"the debug build cannot apply to a prebuilt kernel ({kernel_flag})")
+    return KernelChoice(prebuilt, tree, in_tree, build_dir, debug)
 
 
 def resolve(choice: KernelChoice) -> Images:
@@ -81,7 +87,7 @@ def resolve(choice: KernelChoice) -> Images:
         nullcontext(source.user_source(choice.tree)) if choice.tree else source.default_source()
     )
     with chosen as src:
-        built = kernel.build(src, choice.build_dir, choice.in_tree)
-    state = "reused" if built.reused else "built"
+        built = kernel.build(replace(src, debug=choice.debug), choice.build_dir, choice.in_tree)
+    state = ("debug build, " if choice.debug else "") + ("reused" if built.reused else "built")
     initrd = initramfs.with_boot_files(base, built.bzimage)
     return Images(built.bzimage, initrd, built.config, f"{built.origin} ({state})")

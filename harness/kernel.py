@@ -12,7 +12,7 @@ from pathlib import Path
 from . import atomic, kconfig, proc
 from .errors import InfraError
 from .lock import locked
-from .paths import LINUX_RECIPE_DIR, cache_dir
+from .paths import DEBUG_RECIPE_DIR, LINUX_RECIPE_DIR, cache_dir
 from .progress import note, step
 from .source import KernelSource
 
@@ -56,14 +56,15 @@ class BuiltKernel:
     reused: bool
 
 
-def fragments(tree: Path | None = None) -> list[Path]:
-    """The config fragments, images/linux/*.config, in name order.
+def fragments(tree: Path | None = None, debug: bool = False) -> list[Path]:
+    """The config fragments, images/linux/*.config in name order (then debug/*.config).
 
     A fragment whose first line is `# mkh: requires PATH` applies only to
     trees that have PATH (the series' fragment needs the series).
     """
     chosen = []
-    for frag in sorted(LINUX_RECIPE_DIR.glob("*.config")):
+    extra = sorted(DEBUG_RECIPE_DIR.glob("*.config")) if debug else []
+    for frag in [*sorted(LINUX_RECIPE_DIR.glob("*.config")), *extra]:
         first = frag.read_text().partition("\n")[0]
         needs = first.removeprefix(REQUIRES) if first.startswith(REQUIRES) else None
         if tree is None or needs is None or (tree / needs.strip()).exists():
@@ -83,7 +84,7 @@ def cache_key(source: KernelSource) -> str:
     digest = hashlib.sha256()
     for part in (RECIPE, source.fingerprint, toolchain_id()):
         digest.update(part.encode() + b"\0")
-    for frag in fragments(source.path):
+    for frag in fragments(source.path, source.debug):
         digest.update(frag.name.encode() + b"\0" + frag.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 
@@ -105,8 +106,8 @@ def _build_env() -> dict[str, str]:
 
 def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
     """tinyconfig + fragments + olddefconfig; every fragment option must survive."""
-    chosen = fragments(source.path)
-    skipped = sorted(set(fragments()) - set(chosen))
+    chosen = fragments(source.path, source.debug)
+    skipped = sorted(set(fragments(debug=source.debug)) - set(chosen))
     if skipped:
         note(f"{source.path} lacks the series; not applying {', '.join(f.name for f in skipped)}")
     wanted = kconfig.merge_fragments(chosen)
@@ -175,8 +176,11 @@ def _build_in(
         out = None
     else:
         name = hashlib.sha256(os.fsencode(source.path)).hexdigest()[:12]
+        variant = "-debug" if source.debug else ""
         out = (
-            build_dir.resolve() if build_dir else cache_dir("build") / f"{source.path.name}-{name}"
+            build_dir.resolve()
+            if build_dir
+            else cache_dir("build") / f"{source.path.name}-{name}{variant}"
         )
         out.mkdir(parents=True, exist_ok=True)
         if not _tree_clean(source.path):

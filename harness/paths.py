@@ -12,6 +12,7 @@ GUEST_DIR = REPO / "guest"
 IMAGES_DIR = REPO / "images"
 LINUX_RECIPE_DIR = IMAGES_DIR / "linux"
 PATCHES_DIR = LINUX_RECIPE_DIR / "patches"
+DEBUG_RECIPE_DIR = LINUX_RECIPE_DIR / "debug"
 
 
 def cache_root() -> Path:

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,29 @@ def test_repository_fragments_ask_for_what_later_issues_need() -> None:
         assert wanted[name].value == "y", name
     assert int(wanted["CONFIG_NR_CPUS"].value) >= 8
     assert int(wanted["CONFIG_SERIAL_8250_RUNTIME_UARTS"].value) >= 2
+
+
+def test_the_debug_build_adds_its_fragment_and_its_own_cache_key(tmp_path: Path) -> None:
+    from harness import kernel
+    from harness.source import KernelSource
+
+    plain = kernel.fragments()
+    debug = kernel.fragments(debug=True)
+    assert [f.name for f in debug[len(plain) :]] == ["debug.config"]
+    wanted = kconfig.merge_fragments(debug)
+    for option in ("CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_DEBUG_ATOMIC_SLEEP"):
+        assert wanted[option].value == "y"
+    src = KernelSource(tmp_path, "6.12.0", "test", "fingerprint")
+    assert kernel.cache_key(src) != kernel.cache_key(replace(src, debug=True))
+
+
+def test_debug_kernel_from_the_environment_and_refused_for_a_prebuilt(tmp_path: Path) -> None:
+    from harness import images
+    from harness.errors import InfraError
+
+    assert images.kernel_choice(env={"MKH_DEBUG_KERNEL": "1"}).debug
+    assert not images.kernel_choice(env={"MKH_DEBUG_KERNEL": "0"}).debug
+    fake = tmp_path / "bzImage"
+    fake.write_bytes(b"\0" * 0x202 + b"HdrS" + b"\0" * 64)
+    with pytest.raises(InfraError, match="debug build"):
+        images.kernel_choice(prebuilt=fake, debug=True, env={})
