@@ -82,8 +82,10 @@ class Shell:
         """Wait for the init's banner, then get in step with the shell."""
         with self.console.driven():
             self.console.expect([READY], timeout, "the guest init", self.health)
-            # The shell starts after the banner and may drop what was typed
-            # before its line editor ran: ask again, each time a bit longer.
+            # The shell starts after the banner and may drop part of what was
+            # typed before its line editor ran (half a quoted word leaves it
+            # waiting for the rest): ask again after a Ctrl-C that discards
+            # the pending input, each time waiting a bit longer.
             deadline = time.monotonic() + timeout
             attempt = 2.0
             while True:
@@ -93,6 +95,7 @@ class Shell:
                 except GuestTimeout:
                     if time.monotonic() >= deadline:
                         raise
+                    self.console.send("\x03")
                     attempt *= 2
         if self.log is not None and not self.log.tail():
             note(

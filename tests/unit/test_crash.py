@@ -24,14 +24,24 @@ def detect(name: str, chunk: int = 0) -> Detector:
     ("fixture", "kind", "line_part"),
     [
         ("sysrq-panic.log", "panic", "Kernel panic - not syncing: sysrq triggered crash"),
-        ("oops-null-deref.log", "bug", "BUG: kernel NULL pointer dereference"),
-        ("warning.log", "warning", "WARNING: CPU: 0 PID: 1 at kernel/cpu.c:1234"),
+        # Recorded from the guest kernel by tests/qemu/test_crashes.py (LKDTM),
+        # from the host's log stream and from a spawned kernel's.
+        *(
+            (f"lkdtm-{action}-{where}.log", kind, line)
+            for where in ("host", "instance")
+            for action, kind, line in (
+                ("warning", "warning", "at drivers/misc/lkdtm/bugs.c:112 lkdtm_WARNING"),
+                ("bug", "bug", "kernel BUG at drivers/misc/lkdtm/bugs.c:105!"),
+                ("exception", "bug", "BUG: kernel NULL pointer dereference"),
+                ("softlockup", "soft-lockup", "BUG: soft lockup - CPU#"),
+                ("hung_task", "hung-task", "blocked for more than 1 seconds"),
+            )
+        ),
+        # Written by hand in the kernel's format (they need a KASAN kernel,
+        # a non-canonical pointer or a stalled RCU grace period).
         ("gpf.log", "general-protection-fault", "general protection fault"),
         ("kasan.log", "kasan", "BUG: KASAN: slab-use-after-free"),
-        ("soft-lockup.log", "soft-lockup", "soft lockup - CPU#3 stuck"),
-        ("hung-task.log", "hung-task", "INFO: task sh:101 blocked"),
         ("rcu-stall.log", "rcu-stall", "self-detected stall on CPU"),
-        ("bug-at.log", "bug", "kernel BUG at mm/slub.c:440!"),
     ],
 )
 def test_each_signature_is_found_with_its_kind(fixture: str, kind: str, line_part: str) -> None:
@@ -56,11 +66,11 @@ def test_lines_split_across_reads_are_joined() -> None:
 
 
 def test_excerpt_keeps_context_and_the_trace_that_follows() -> None:
-    crash = detect("oops-null-deref.log").crash
+    crash = detect("lkdtm-exception-host.log").crash
     assert crash is not None
     text = crash.text()
-    assert "mkh-guest: ready" in text  # context before the first crash line
-    assert "Call Trace:" in text and "end trace" in text
+    assert "lkdtm: Performing direct entry EXCEPTION" in text  # context before the crash
+    assert "Call Trace:" in text and "lkdtm_EXCEPTION" in text
     assert len(crash.excerpt) <= EXCERPT_LINES
 
 
@@ -101,6 +111,33 @@ def test_a_typed_command_mentioning_a_signature_is_not_a_crash() -> None:
     detector.feed(
         "mkh-guest:0 # echo 'BUG: soft lockup - CPU#0 stuck' 'general protection fault'\r\n"
     )
+    assert detector.crash is None
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        ("[    7.1] UBSAN: array-index-out-of-bounds in drivers/misc/lkdtm/bugs.c:402:16", "ubsan"),
+        ("[    7.1] BUG: KFENCE: out-of-bounds read in lkdtm_READ_AFTER_FREE+0x4c/0xd0", "kfence"),
+        ("[    7.1] WARNING: possible circular locking dependency detected", "lockdep"),
+        ("[    7.1] WARNING: inconsistent lock state", "lockdep"),
+        ("[    7.1] WARNING: possible recursive locking detected", "lockdep"),
+        ("[    7.1] BUG: scheduling while atomic: sh/41/0x00000002", "atomic-sleep"),
+        (
+            "[    7.1] BUG: sleeping function called from invalid context at kernel/sched/c.c:1",
+            "atomic-sleep",
+        ),
+        ("[    7.1] NMI watchdog: Watchdog detected hard LOCKUP on cpu 1", "hard-lockup"),
+        ("[    7.1] watchdog: Watchdog detected hard LOCKUP on cpu 2", "hard-lockup"),
+    ],
+)
+def test_debug_kernel_signatures(line: str, kind: str) -> None:
+    assert classify(line) == kind
+
+
+def test_a_stream_whose_crashes_are_no_longer_watched_reports_none() -> None:
+    detector = Detector("kmsg1", enabled=False)
+    detector.feed("[    9.0] INFO: task sh:37 blocked for more than 2 seconds.\n")
     assert detector.crash is None
 
 

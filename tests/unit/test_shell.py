@@ -35,7 +35,7 @@ def pty_shell(tmp_path: Path) -> Iterator[Callable[..., Shell]]:
         (bindir / applet).symlink_to(BUSYBOX)
     made: list[tuple[Console, subprocess.Popen[bytes]]] = []
 
-    def start(**kwargs: object) -> Shell:
+    def start(typed_ahead: str = "", **kwargs: object) -> Shell:
         master, slave = pty.openpty()
         proc = subprocess.Popen(
             ["sh", "-c", f'echo "{READY}"; exec sh -i'],
@@ -48,6 +48,7 @@ def pty_shell(tmp_path: Path) -> Iterator[Callable[..., Shell]]:
             cwd=tmp_path,
         )
         os.close(slave)
+        os.write(master, typed_ahead.encode())
         console = Console("pty", os.fdopen(master, "rb", buffering=0), tmp_path / "pty.log")
         made.append((console, proc))
         shell = Shell(console, lambda: None, **kwargs)  # type: ignore[arg-type]
@@ -140,3 +141,13 @@ def test_a_command_cut_short_by_a_crash_is_interrupted_before_the_next(
     started = time.monotonic()
     assert shell.check("echo after-crash") == "after-crash\n"
     assert time.monotonic() - started < 10  # not after the 30 s sleep
+
+
+def test_ready_recovers_a_shell_left_in_the_middle_of_a_quote(
+    pty_shell: Callable[..., Shell],
+) -> None:
+    # What the shell sees when it drops the start of the first line typed at
+    # it: half a quoted word, so it waits for the rest (PS2) and every later
+    # line becomes part of that word.
+    shell = pty_shell(typed_ahead="echo 'half\n")
+    assert shell.check("echo in-step") == "in-step\n"
