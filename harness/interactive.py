@@ -32,6 +32,7 @@ def attach(shell: Shell, check_crashes: Callable[[], None]) -> None:
         size = shutil.get_terminal_size()
         shell.run(f"stty rows {size.lines} cols {size.columns}")
     with console.driven():
+        shell.assume_busy()  # whatever the user leaves running is interrupted before reuse
         _relay(console, stdin, stdout)
     os.write(stdout, b"\r\n")
     check_crashes()

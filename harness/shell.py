@@ -178,6 +178,10 @@ class Shell:
         except (GuestTimeout, GuestExited):
             self.unusable = "it did not answer after its command was interrupted"
 
+    def assume_busy(self) -> None:
+        """Somebody else typed on this console: interrupt and resync before the next command."""
+        self._busy = True
+
     def flush(self, timeout: float = LOG_SYNC_TIMEOUT, recover: bool = True) -> None:
         """Make sure everything the kernel logged so far has been read and crash-checked."""
         self.run(":", timeout, recover)
