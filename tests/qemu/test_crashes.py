@@ -18,13 +18,15 @@ Boot = Callable[..., Guest]
 
 DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
 WEB = Instance("web-server", 1, (1,), 0x20000000)
-# LKDTM action -> the kind the detector must name.
+# LKDTM action -> the kinds the detector may name.
 ACTIONS = {
-    "WARNING": "warning",
-    "BUG": "bug",
-    "EXCEPTION": "bug",  # a NULL dereference: "BUG: kernel NULL pointer dereference"
-    "SOFTLOCKUP": "soft-lockup",
-    "HUNG_TASK": "hung-task",
+    "WARNING": {"warning"},
+    "BUG": {"bug"},
+    # A NULL dereference: "BUG: kernel NULL pointer dereference", or on the
+    # debug build a general protection fault (KASAN checks the shadow first).
+    "EXCEPTION": {"bug", "general-protection-fault"},
+    "SOFTLOCKUP": {"soft-lockup"},
+    "HUNG_TASK": {"hung-task"},
 }
 
 
@@ -49,7 +51,7 @@ def provoke(guest: Guest, shell: Shell, action: str) -> KernelCrash:
 def test_a_crash_in_the_host_is_caught_on_its_log(boot: Boot, action: str) -> None:
     guest = boot(smp=2)
     crash = provoke(guest, guest.shell, action)
-    assert (crash.console, crash.kind) == ("kmsg", ACTIONS[action])
+    assert crash.console == "kmsg" and crash.kind in ACTIONS[action]
     assert "kernel log of the host" in str(crash)
     # The shell's own UART stays free of kernel messages.
     assert "lkdtm" not in guest.run_dir.console_log("ttyS0").read_text()
@@ -63,7 +65,7 @@ def test_a_crash_in_an_instance_is_caught_on_its_log(boot: Boot, action: str) ->
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
     shell = Multikernel(guest).spawn(WEB)
     crash = provoke(guest, shell, action)
-    assert (crash.console, crash.kind) == ("kmsg1", ACTIONS[action])
+    assert crash.console == "kmsg1" and crash.kind in ACTIONS[action]
     assert "kernel log of the ttyS1 instance" in str(crash)
     assert "lkdtm" not in guest.run_dir.console_log("ttyS1").read_text()
     assert guest.machine is not None
