@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import source
 from harness.dtb import Instance
-from harness.errors import EXIT_TIMEOUT, GuestTimeout
+from harness.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
 from harness.guest import Guest, Images
+from harness.kernel import companions
 from harness.mk import Multikernel
 from tests.conftest import MKH
 
@@ -87,3 +89,28 @@ def test_gdb_option_starts_a_gdbstub_and_names_vmlinux(guest_images: Images) -> 
         assert re.search(rb"\$[TS][0-9a-f]{2}", reply), reply
         gdb.sendall(b"+$c#63")  # continue, then let mkh finish
     assert mkh.wait(timeout=120) == 0
+
+
+def test_a_saved_crash_decodes_to_source_lines(boot: Boot, guest_images: Images) -> None:
+    vmlinux = companions(guest_images.kernel).vmlinux
+    sections = subprocess.run(
+        ["readelf", "-S", str(vmlinux)], capture_output=True, text=True, check=False
+    ).stdout
+    if vmlinux is None or ".debug_info" not in sections:
+        pytest.skip("needs a kernel with debug info: make test-qemu DEBUG_KERNEL=1")
+    guest = boot(smp=2)
+    with pytest.raises(KernelCrash):
+        guest.run("echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT")
+    guest.shell.take_crash()
+    saved = guest.run_dir.file("crash-kmsg.txt")
+    tree, _ = source.base_repo()
+    decoded = subprocess.run(
+        ["scripts/decode_stacktrace.sh", str(vmlinux)],
+        stdin=saved.open(),
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert re.search(r"lkdtm_EXCEPTION \(drivers/misc/lkdtm/bugs\.c:\d+\)", decoded), decoded
