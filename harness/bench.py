@@ -24,8 +24,7 @@ class SpawnSample:
 
 def spawn_once(images: Images, accel: str, workdir: Path) -> SpawnSample:
     options = GuestOptions(smp=4, memory="2G", append="mkkernel_pool=1G", accel=accel)
-    run = RunDir(workdir)
-    with Guest(images, options, run) as guest:
+    with RunDir(workdir) as run, Guest(images, options, run) as guest:
         host_boot = run.timing("shell-ready") - run.timing("qemu-started")
         mk = Multikernel(guest)
         mk.spawn(SPAWN_INSTANCE)

@@ -219,12 +219,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         line = _command_line(args)
     built = images.resolve(choice)
-    run = RunDir(args.artifacts)
-    guest = Guest(built, options, run)
-    with result.recorded(run, built, choice, f"mkh run: {line}") as status:
+    with RunDir(args.artifacts) as run:
+        return _run_in(run, Guest(built, options, run), line, args.timeout, choice)
+
+
+def _run_in(
+    run: RunDir, guest: Guest, line: str, timeout: float, choice: images.KernelChoice
+) -> int:
+    with result.recorded(run, guest.images, choice, f"mkh run: {line}") as status:
         try:
             guest.boot()
-            ran = guest.run(line, timeout=args.timeout)
+            ran = guest.run(line, timeout=timeout)
             guest.finish()
         except (HarnessError, KeyboardInterrupt) as exc:
             exc.add_note(f"artifacts: {run.path}")
@@ -261,8 +266,11 @@ def cmd_shell(args: argparse.Namespace) -> int:
     instances = _instance_setup(args, options) if args.instance else []
     _check_pool(options)
     built = images.resolve(choice)
-    run = RunDir(args.artifacts)
-    with result.recorded(run, built, choice, "mkh shell"), Guest(built, options, run) as guest:
+    with (
+        RunDir(args.artifacts) as run,
+        result.recorded(run, built, choice, "mkh shell"),
+        Guest(built, options, run) as guest,
+    ):
         shell = guest.shell
         if args.instance:
             mk = Multikernel(guest)

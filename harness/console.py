@@ -45,8 +45,8 @@ class Tap:
         self._log.write(data)
         self._log.flush()
         self._tail = (self._tail + data)[-TAIL_CHARS:]
-        self.detector.feed(data)
         with self._lock:
+            self.detector.feed(data)
             if not self._waits:
                 return
             window = self._carry + data
@@ -61,6 +61,17 @@ class Tap:
         with self._lock:
             self._waits[text] = event
         return event
+
+    def forget_text(self, text: str) -> None:
+        with self._lock:
+            self._waits.pop(text, None)
+
+    def take_crash(self, watch: bool) -> Crash | None:
+        """The crash seen so far; a fresh detector (or none) carries on mid-line."""
+        with self._lock:
+            crash = self.detector.crash
+            self.detector = self.detector.successor(enabled=watch)
+        return crash
 
     def flush(self) -> None:
         self._log.flush()
@@ -80,13 +91,12 @@ class Stream(Protocol):
 class Console:
     """One console stream of a running guest."""
 
-    def __init__(self, name: str, sock: Stream, log_path: Path) -> None:
+    def __init__(self, name: str, sock: Stream, log_path: Path, crash_checked: bool = True) -> None:
         self.name = name
         self.log_path = log_path
         self._sock = sock
         self._log = log_path.open("a", encoding="utf-8", errors="replace")
-        self.detector = Detector(name)
-        self.tap = Tap(self._log, self.detector)
+        self.tap = Tap(self._log, Detector(name, enabled=crash_checked))
         self.child = fdpexpect.fdspawn(
             sock.fileno(),
             encoding="utf-8",
@@ -101,6 +111,10 @@ class Console:
         self._driven = 0
 
     @property
+    def detector(self) -> Detector:
+        return self.tap.detector
+
+    @property
     def crash(self) -> Crash | None:
         return self.detector.crash
 
@@ -109,6 +123,9 @@ class Console:
 
     def expect_text(self, text: str) -> threading.Event:
         return self.tap.expect_text(text)
+
+    def forget_text(self, text: str) -> None:
+        self.tap.forget_text(text)
 
     def wait_event(
         self, event: threading.Event, timeout: float, what: str, health: Callable[[], None]
@@ -129,10 +146,7 @@ class Console:
         With `watch=False` this stream is no longer crash-checked (a kernel a
         test locked up on purpose keeps reporting the same lockup).
         """
-        crash = self.detector.crash
-        self.detector = Detector(self.name, enabled=watch)
-        self.tap.detector = self.detector
-        return crash
+        return self.tap.take_crash(watch)
 
     # -- background draining ----------------------------------------------
 

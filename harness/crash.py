@@ -97,6 +97,13 @@ class Detector:
             return
         self.crash = Crash(self.console, kind, line, [*self._recent, line])
 
+    def successor(self, enabled: bool = True) -> Detector:
+        """A detector for what follows, keeping this one's partial line and context."""
+        after = Detector(self.console, enabled)
+        after._partial = self._partial
+        after._recent.extend(self._recent)
+        return after
+
     def flush(self) -> Crash | None:
         """Treat an unterminated last line as complete (the stream has ended)."""
         if self._partial:

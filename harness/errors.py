@@ -58,7 +58,13 @@ class KernelCrash(HarnessError):
 
 
 class GuestExited(HarnessError):
-    """QEMU ended while the harness still expected the guest to run."""
+    """QEMU ended while the harness still expected the guest to run.
+
+    With `-no-reboot` that is a guest that reset or powered off on its own
+    (a triple fault, say): a kernel failure, so it counts as a crash.
+    """
+
+    exit_code = EXIT_CRASH
 
     def __init__(self, console: str, tail: str, returncode: int | None = None) -> None:
         status = "" if returncode is None else f" with status {returncode}"

@@ -47,6 +47,7 @@ class Guest:
     ) -> None:
         self.images = images
         self.options = options or GuestOptions()
+        self._owns_run = run is None  # a RunDir given by the caller is the caller's to close
         self.run_dir = run or RunDir()
         self.machine: Machine | None = None
         self._shell: Shell | None = None
@@ -126,8 +127,9 @@ class Guest:
 
     def finish(self) -> None:
         """Flush every kernel's log and check it once more: a late crash still fails the run."""
+        running = self.machine is not None and self.machine.running()
         for shell in self.shells:
-            if shell.unusable or shell.console.closed:
+            if not running or shell.unusable or shell.console.closed:
                 continue
             if not shell.crash_acknowledged:
                 shell.flush()
@@ -139,15 +141,13 @@ class Guest:
             self.machine.check_crashes()
 
     def close(self) -> int | None:
-        """Tear the guest down and release its run directory; QEMU's exit status."""
-        if self.machine is None:
-            self.run_dir.close()
-            return None
-        status = self.machine.shutdown()
+        """Tear the guest down (and release a run directory it made); QEMU's exit status."""
+        status = self.machine.shutdown() if self.machine is not None else None
         self.machine = None
         self._shell = None
         self.shells.clear()
-        self.run_dir.close()
+        if self._owns_run:
+            self.run_dir.close()
         return status
 
     def __enter__(self) -> Guest:

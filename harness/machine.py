@@ -29,6 +29,7 @@ from .console import Console
 from .errors import GuestExited, InfraError, KernelCrash
 
 CONNECT_TIMEOUT = 20.0
+QMP_TIMEOUT = 30.0
 CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace
 _PR_SET_PDEATHSIG = 1
 
@@ -173,9 +174,16 @@ class Machine:
         self.run.mark("qemu-started")
         try:
             self._qmp.accept(timeout=CONNECT_TIMEOUT)
+            self._qmp.settimeout(QMP_TIMEOUT)  # a wedged QEMU must not hang the harness
             for name, listener in self._listeners.items():
+                # Shell UARTs carry command output only (no kernel console):
+                # crashes are checked on the kernels' log streams, so that a
+                # command printing "WARNING:" (dmesg, say) is not a crash.
                 self.consoles[name] = Console(
-                    name, self._accept(listener), self.run.console_log(name)
+                    name,
+                    self._accept(listener),
+                    self.run.console_log(name),
+                    crash_checked=name not in channels.SHELL_TTYS,
                 )
         except (QMPError, TimeoutError, OSError, InfraError) as exc:
             self.shutdown()

@@ -227,10 +227,14 @@ class Multikernel:
             self.set_cpu_online(cpu, False)
         shell = self.guest.new_shell(console)
         stream = shell.console
-        with stream.driven():  # from before the start, so no output is missed
-            started = time.monotonic()
-            self._must(self.exec(inst.id), f"starting {inst.name}")
-            shell.wait_ready(timeout)
+        try:
+            with stream.driven():  # from before the start, so no output is missed
+                started = time.monotonic()
+                self._must(self.exec(inst.id), f"starting {inst.name}")
+                shell.wait_ready(timeout)
+        except BaseException:
+            self.guest.shells.remove(shell)  # nothing to flush or ask for backtraces there
+            raise
         self.spawn_seconds[inst.name] = time.monotonic() - started
         self.spawned[inst.name] = shell
         return shell

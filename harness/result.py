@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import bzimage, source
+from . import atomic, bzimage, source
 from .artifacts import RunDir
-from .errors import EXIT_INFRA, GuestTimeout, HarnessError, Interrupted, KernelCrash
+from .errors import (
+    EXIT_INFRA,
+    GuestExited,
+    GuestTimeout,
+    HarnessError,
+    Interrupted,
+    KernelCrash,
+)
 from .guest import Images
 from .images import KernelChoice
 
@@ -48,7 +55,7 @@ def verdict(error: BaseException | None, status: int = 0) -> Verdict:
         return Verdict("INTERRUPTED", error.exit_code)
     if isinstance(error, KeyboardInterrupt):
         return Verdict("INTERRUPTED", EXIT_CTRL_C)
-    if isinstance(error, KernelCrash):
+    if isinstance(error, (KernelCrash, GuestExited)):
         return Verdict("CRASH", error.exit_code)
     if isinstance(error, GuestTimeout):
         return Verdict("TIMEOUT", error.exit_code)
@@ -102,9 +109,7 @@ def write(run: RunDir, outcome: Verdict, images: Images, choice: KernelChoice, w
         "timings": json.loads(timings.read_text()) if timings.exists() else {},
     }
     target = run.file(FILE)
-    partial = target.with_suffix(".partial")
-    partial.write_text(json.dumps(data, indent=1) + "\n")
-    partial.rename(target)
+    atomic.write_bytes(target, (json.dumps(data, indent=1) + "\n").encode())
     return target
 
 
@@ -122,6 +127,9 @@ def recorded(run: RunDir, images: Images, choice: KernelChoice, what: str) -> It
     try:
         yield status
     except BaseException as exc:
-        write(run, verdict(exc), images, choice, what)
+        try:
+            write(run, verdict(exc), images, choice, what)
+        except OSError as failed:  # the run's own error matters more
+            exc.add_note(f"result.json not written: {failed}")
         raise
     write(run, verdict(None, status.value), images, choice, what)

@@ -59,11 +59,13 @@ class Shell:
         health: Callable[[], None],
         log: Console | None = None,
         on_timeout: Callable[[Shell], None] | None = None,
+        kmsg: str = "/dev/kmsg",
     ) -> None:
         self.console = console
         self.health = health
         self.log = log
         self.on_timeout = on_timeout
+        self.kmsg = kmsg  # where the shell writes the markers its kernel logs
         self.unusable: str | None = None
         self.crash_acknowledged = False
         self._busy = False  # a command was sent and its end not seen
@@ -81,7 +83,9 @@ class Shell:
     def wait_ready(self, timeout: float) -> None:
         """Wait for the init's banner, then get in step with the shell."""
         with self.console.driven():
-            self.console.expect([READY], timeout, "the guest init", self.health)
+            # The banner may have been drained before this took the console over.
+            if READY not in self.console.tail():
+                self.console.expect([READY], timeout, "the guest init", self.health)
             # The shell starts after the banner and may drop part of what was
             # typed before its line editor ran (half a quoted word leaves it
             # waiting for the rest): ask again after a Ctrl-C that discards
@@ -114,7 +118,7 @@ class Shell:
     def _line(self, command: str, n: int, kmsg: str | None) -> str:
         begin, _ = self._marker("B", n)
         end, _ = self._marker("E", n)
-        flush = f"echo {kmsg} > /dev/kmsg; " if kmsg else ""
+        flush = f"echo {kmsg} > {self.kmsg}; " if kmsg else ""
         return f"echo {begin}; {command}; mkh_s=$?; {flush}echo {end}:$mkh_s\n"
 
     def run(self, command: str, timeout: float = 60.0, recover: bool = True) -> Result:
@@ -126,20 +130,19 @@ class Shell:
         if self._busy and not self.unusable:
             # The last command was cut short by an error (a crash, say): it
             # may still run.  Interrupt it and get back in step first.
-            if recover:
-                self._interrupt()
-            else:
-                self.unusable = "its last command never finished"
+            self._interrupt(RESYNC_TIMEOUT if recover else min(timeout, RESYNC_TIMEOUT))
         if self.unusable:
             raise ShellUnusable(self.name, self.unusable)
         n = next(self._ids)
-        kmsg = f"mkh-sync-{self._nonce}-{n}" if self.log is not None else None
+        kmsg = f"mkh-sync-{self._nonce}-{n}-done" if self.log is not None else None
         line = self._line(f"sh -c {shlex.quote(command)}", n, kmsg)
-        if len(line) > MAX_LINE or "\n" in command:
+        # Control characters (a TAB, ^U...) would drive the line editor.
+        if len(line) > MAX_LINE or not command.isprintable() or not command.isascii():
             script = f"/tmp/.mkh-cmd-{self._nonce}-{n}"
             self.write_file(script, command.encode() + b"\n")
             line = self._line(f"sh {script}", n, kmsg)
-        synced = self.log.expect_text(kmsg) if self.log is not None and kmsg else None
+        log = self.log if kmsg else None
+        synced = log.expect_text(kmsg) if log is not None and kmsg else None
         _, begin = self._marker("B", n)
         _, end = self._marker("E", n)
         with self.console.driven():
@@ -151,29 +154,48 @@ class Shell:
                     [rf"{end}:(\d+)\r?\n"], timeout, f"{command!r} to finish", self.health
                 )
             except GuestTimeout:
+                self._forget(log, kmsg)
                 if not recover:
                     self.unusable = f"{command!r} timed out"
                     raise
-                if self.on_timeout is not None:
-                    self.on_timeout(self)
-                self._interrupt()
+                try:
+                    if self.on_timeout is not None:
+                        self.on_timeout(self)
+                except Exception as exc:  # diagnostics must not hide the timeout
+                    note(f"hang diagnostics failed: {exc}")
+                finally:
+                    self._interrupt(RESYNC_TIMEOUT)
+                raise
+            except BaseException:
+                self._forget(log, kmsg)
                 raise
             self._busy = False
             child = self.console.child
             output = str(child.before).replace("\r\n", "\n")
             assert child.match is not None and not isinstance(child.match, type)
             status = int(child.match.group(1))
-        if synced is not None and self.log is not None:
-            self.log.wait_event(
-                synced, LOG_SYNC_TIMEOUT, f"the end of {command!r} in the kernel log", self.health
-            )
+        if synced is not None and log is not None:
+            try:
+                log.wait_event(
+                    synced,
+                    LOG_SYNC_TIMEOUT,
+                    f"the end of {command!r} in the kernel log",
+                    self.health,
+                )
+            finally:
+                self._forget(log, kmsg)
         return Result(output, status)
 
-    def _interrupt(self) -> None:
+    @staticmethod
+    def _forget(log: Console | None, kmsg: str | None) -> None:
+        if log is not None and kmsg:
+            log.forget_text(kmsg)
+
+    def _interrupt(self, timeout: float) -> None:
         """Ctrl-C to whatever runs, then a resync; a shell that does not come back is unusable."""
         try:
             self.console.send("\x03")
-            self.sync(RESYNC_TIMEOUT)
+            self.sync(timeout)
             self._busy = False
         except (GuestTimeout, GuestExited):
             self.unusable = "it did not answer after its command was interrupted"

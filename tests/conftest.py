@@ -75,18 +75,21 @@ def boot(
     try:
         if failure is None:
             for guest in started:
-                if guest.machine is not None and guest.machine.running():
-                    guest.finish()
+                # Also when QEMU has ended: a late panic must still fail the test.
+                guest.finish()
     except BaseException as exc:
         failure = exc
         raise
     finally:
         for guest in started:
             guest.close()
-        outcome = result.verdict(failure)
-        choice = images.kernel_choice()
+        if not isinstance(failure, pytest.skip.Exception):
+            outcome = result.verdict(failure)
+            choice = images.kernel_choice()
+            for guest in started:
+                result.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
         for guest in started:
-            result.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
+            guest.run_dir.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -105,6 +105,18 @@ def test_panic_is_reported_as_a_crash_with_its_excerpt(boot: Boot) -> None:
     assert guest.machine is not None and guest.machine.process is not None
     guest.machine.process.wait(timeout=30)  # panic=-1 with -no-reboot ends QEMU by itself
     assert not guest.machine.running()
+    guest.shell.take_crash()
+
+
+def test_a_panic_after_the_last_command_fails_the_run_though_qemu_is_gone(boot: Boot) -> None:
+    guest = boot()
+    guest.check("(sleep 1; echo c > /proc/sysrq-trigger) > /dev/null 2>&1 &")
+    assert guest.machine is not None and guest.machine.process is not None
+    guest.machine.process.wait(timeout=60)
+    with pytest.raises(KernelCrash) as info:
+        guest.finish()
+    assert (info.value.console, info.value.kind) == ("kmsg", "panic")
+    guest.shell.take_crash()
 
 
 def test_a_kernel_warning_on_the_kmsg_stream_fails_the_step(boot: Boot) -> None:

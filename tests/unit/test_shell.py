@@ -8,6 +8,7 @@ import pty
 import subprocess
 import termios
 import time
+import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -104,8 +105,7 @@ def test_timeout_runs_diagnostics_then_interrupts_and_resyncs(
         shell.run("echo started-$((6 * 7)); sleep 60", timeout=1)
     assert "started-42" in info.value.tail
     assert seen == [shell]
-    # In step again: the interrupted command's late end marker is not taken
-    # for this command's.
+    # In step again, with this command's output only.
     assert shell.check("echo back") == "back\n"
     assert shell.run("exit 4").status == 4
 
@@ -163,3 +163,30 @@ def test_after_interactive_use_whatever_was_left_running_is_interrupted(
     started = time.monotonic()
     assert shell.check("echo back") == "back\n"
     assert time.monotonic() - started < 10
+
+
+def test_a_command_ends_only_once_its_kernel_log_has_caught_up(
+    pty_shell: Callable[..., Shell], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second pty stands for the kernel's log stream: the shell writes its
+    # markers there instead of /dev/kmsg.
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    os.write(slave, b"[    0.000000] Linux version 6.12\n")
+    log = Console("kmsg", os.fdopen(master, "rb", buffering=0), tmp_path / "kmsg.log")
+    log.watch()
+    try:
+        shell = pty_shell(log=log, kmsg=os.ttyname(slave))
+        assert shell.log is log
+        assert shell.check("echo first") == "first\n"
+        assert "-done" in (tmp_path / "kmsg.log").read_text()
+        # While nobody reads the log stream, no command can complete.
+        monkeypatch.setattr(shell_module, "LOG_SYNC_TIMEOUT", 1.0)
+        log.drive()
+        with pytest.raises(GuestTimeout, match="in the kernel log"):
+            shell.run("echo second")
+        log.watch()
+        assert shell.check("echo third") == "third\n"
+    finally:
+        log.close()
+        os.close(slave)
