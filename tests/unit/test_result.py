@@ -29,7 +29,7 @@ from tests.unit.fakes import fake_bzimage
         (KernelCrash("ttyS0", "panic", "Kernel panic", ""), 0, ("CRASH", 123)),
         (GuestTimeout("ttyS0", "x", 1, ""), 0, ("TIMEOUT", 124)),
         (InfraError("no qemu"), 0, ("INFRA", 125)),
-        (GuestExited("ttyS0", ""), 0, ("INFRA", 125)),
+        (GuestExited("ttyS0", ""), 0, ("CRASH", 123)),  # the guest ended by itself
         (RuntimeError("bug"), 0, ("INFRA", 125)),
         (KeyboardInterrupt(), 0, ("INTERRUPTED", 130)),
         (Interrupted(15), 0, ("INTERRUPTED", 143)),
