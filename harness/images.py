@@ -64,9 +64,10 @@ def kernel_choice(
         raise InfraError(f"{kernel_flag if prebuilt else tree_flag}: {exc}") from None
     if tree is None and (in_tree or build_dir is not None):
         raise InfraError("--in-tree and --build-dir need a kernel tree (--kernel-tree)")
-    debug = debug or env.get("MKH_DEBUG_KERNEL", "") not in ("", "0")
     if debug and prebuilt is not None:
-        raise InfraError(f"the debug build cannot apply to a prebuilt kernel ({kernel_flag})")
+        raise InfraError(f"--debug-kernel cannot apply to a prebuilt kernel ({kernel_flag})")
+    # MKH_DEBUG_KERNEL picks the variant of what is built; a prebuilt kernel is what it is.
+    debug = debug or (prebuilt is None and env.get("MKH_DEBUG_KERNEL", "") not in ("", "0"))
     return KernelChoice(prebuilt, tree, in_tree, build_dir, debug)
 
 

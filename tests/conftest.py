@@ -37,6 +37,12 @@ def qemu_processes() -> list[str]:
     return found.stdout.splitlines()
 
 
+def kasan_shadow(images: Images, memory: int) -> int:
+    """Bytes of `memory` a KASAN kernel (the debug build) keeps for its shadow."""
+    config = images.config.read_text() if images.config else ""
+    return memory // 8 if "CONFIG_KASAN=y" in config else 0
+
+
 @pytest.fixture(scope="session")
 def guest_images() -> Images:
     """The images under test (`make build` has built them, so this reuses them)."""

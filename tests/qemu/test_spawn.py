@@ -12,6 +12,7 @@ from harness.dtb import Instance
 from harness.errors import KernelCrash
 from harness.guest import Guest, Shell
 from harness.mk import Multikernel
+from tests.conftest import kasan_shadow
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
@@ -54,8 +55,7 @@ def test_usage_instance_spawns_on_its_cpu_with_its_memory(boot: Boot) -> None:
     total = mem_total_kib(shell) * 1024
     # All of the instance's memory but the kernel's own image and reservations
     # (and on the debug build KASAN's shadow, an eighth of it).
-    kasan = shell.run("dmesg | grep -qi kasan").status == 0
-    reserved = 64 * 2**20 + (WEB.memory // 8 if kasan else 0)
+    reserved = 64 * 2**20 + kasan_shadow(guest.images, WEB.memory)
     assert WEB.memory - reserved < total <= WEB.memory
 
     log = shell.check("dmesg")

@@ -98,5 +98,6 @@ def test_debug_kernel_from_the_environment_and_refused_for_a_prebuilt(tmp_path: 
     assert not images.kernel_choice(env={"MKH_DEBUG_KERNEL": "0"}).debug
     fake = tmp_path / "bzImage"
     fake.write_bytes(b"\0" * 0x202 + b"HdrS" + b"\0" * 64)
-    with pytest.raises(InfraError, match="debug build"):
+    with pytest.raises(InfraError, match="--debug-kernel cannot apply to a prebuilt"):
         images.kernel_choice(prebuilt=fake, debug=True, env={})
+    assert not images.kernel_choice(prebuilt=fake, env={"MKH_DEBUG_KERNEL": "1"}).debug
