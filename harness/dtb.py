@@ -8,6 +8,7 @@ before any guest boots.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ from .errors import HarnessError, InfraError
 COMPATIBLE = "multikernel-v1"
 MAX_ID = 2047
 PAGE_SIZE = 4096
+# Instance names: device-tree node-name characters, at most 31, not . or ..
+NAME_MAX = 31
+_NAME = re.compile(rf"[0-9A-Za-z,._+@-]{{1,{NAME_MAX}}}")
 
 
 class DtbError(HarnessError, ValueError):
@@ -141,6 +145,10 @@ def parse(blob: bytes) -> tuple[list[Instance], list[Problem]]:
 
 
 def _instance(node: fdt.Node) -> Instance:
+    if not _NAME.fullmatch(node.name) or node.name in (".", ".."):
+        raise DtbError(
+            f"name {node.name!r} is not 1-{NAME_MAX} of a-z A-Z 0-9 , . _ + - @ (nor . or ..)"
+        )
     ids = _words(node, "id")
     if ids is None or len(ids) != 1:
         raise DtbError("id missing or not one cell")
@@ -168,6 +176,7 @@ def _hint(message: str) -> str:
         "memory-bytes": f"use a multiple of {PAGE_SIZE} bytes",
         "id ": f"ids run from 1 to {MAX_ID}",
         "cpus": "list logical CPU numbers, e.g. cpus = <1>;",
+        "name ": "rename the node, e.g. web-server",
     }
     return next((hint for key, hint in hints.items() if key in message), "")
 

@@ -133,6 +133,15 @@ BAD_DTBS: list[tuple[str, Callable[[], bytes], str, str]] = [
     ("memory-unaligned", lambda: dtb.to_dtb([Instance("g", 10, (2,), 0x1001)]), "EINVAL", "g"),
     ("truncated", lambda: dtb.to_dtb([DB])[:60], "EINVAL", "<none>"),
     ("garbage", lambda: b"this is not a device tree blob at all" * 4, "EINVAL", "<none>"),
+    *(
+        (
+            f"name-{case}",
+            lambda name=name: dtb.to_dtb([Instance(name, 13, (2,), 4096)]),
+            "EINVAL",
+            "<invalid>",
+        )
+        for case, name in (("dot", "."), ("dotdot", ".."), ("newline", "a\nb"), ("long", "x" * 32))
+    ),
     (
         "one-bad-instance-of-two",
         lambda: dtb.to_dtb([Instance("h", 11, (2,), 4096), Instance("i", 12, (9,), 4096)]),

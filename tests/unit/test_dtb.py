@@ -126,3 +126,14 @@ def test_instance_dts_is_the_kernel_format() -> None:
     )
     assert "cpus = <2 3>;" in dtb.instance_dts(DB)
     assert "// 1 GB" in dtb.instance_dts(DB)
+
+
+@pytest.mark.parametrize("name", [".", "..", "a\nb", "x" * 32, "sp ace", "slash/"])
+def test_names_the_kernel_refuses(name: str) -> None:
+    problems = dtb.check(dtb.to_dtb([Instance(name, 4, (2,), 0x10000000)]))
+    assert [p.errno for p in problems] == ["EINVAL"]
+    assert "is not 1-31 of" in problems[0].message
+
+
+def test_names_the_kernel_takes() -> None:
+    assert dtb.check(dtb.to_dtb([Instance("db_2,v1.0+x@1", 4, (2,), 0x10000000)])) == []
