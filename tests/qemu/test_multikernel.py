@@ -252,3 +252,20 @@ def test_load_unload_and_exec_checks(boot: Boot) -> None:
     assert mk.unload(DB.id).ok
     assert guest.check("cat /proc/kimage") == "No kimages loaded\n"
     assert pool_of(mk).free == free
+
+
+def test_failed_loads_leave_the_instance_removable_and_the_pool_whole(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    free = pool_of(mk).free
+    tiny = Instance("tiny", 5, (2,), 0x100000)  # 1 MiB: no kernel fits
+    assert mk.upload(dtb.to_dtb([tiny])).ok
+    # The command line is copied before the kernel is found not to fit.
+    outcome = guest.run(
+        "for i in $(seq 50); do mkctl load --id 5 --kernel /boot/bzImage "
+        "--cmdline console=ttyS1 2>/dev/null && echo loaded; done; echo done"
+    )
+    assert outcome.output == "done\n", outcome.output
+    assert mk.status("tiny") == "ready"
+    assert mk.kimages() == []
+    assert mk.remove("tiny").ok
+    assert pool_of(mk).free == free  # the instance's memory came back
