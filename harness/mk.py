@@ -121,6 +121,30 @@ def parse_pool(iomem: str) -> Pool | None:
     return Pool(pool, tuple(children)) if pool else None
 
 
+@dataclass(frozen=True)
+class InstanceView:
+    """One instance as a kernel's /sys/fs/multikernel shows it."""
+
+    name: str
+    id: int
+    status: str
+    device_tree_source: str
+
+
+def instance_views(shell: Shell | Guest) -> dict[str, InstanceView]:
+    """Every instance the kernel behind `shell` lists, with its files."""
+    views = {}
+    for name in shell.check(f"ls {ROOT}/instances").split():
+        path = f"{ROOT}/instances/{shlex.quote(name)}"
+        views[name] = InstanceView(
+            name=name,
+            id=int(shell.check(f"cat {path}/id")),
+            status=shell.check(f"cat {path}/status").strip(),
+            device_tree_source=shell.check(f"cat {path}/device_tree_source"),
+        )
+    return views
+
+
 class Multikernel:
     """The multikernel interface of one guest."""
 
@@ -181,6 +205,14 @@ class Multikernel:
     def exec(self, mk_id: int) -> Outcome:
         return self._outcome(f"mkctl exec --id {mk_id}")
 
+    def view(self, name: str) -> InstanceView:
+        """The host's view of instance `name`."""
+        return instance_views(self.guest)[name]
+
+    def restored(self, shell: Shell) -> dict[str, InstanceView]:
+        """The instances a spawned kernel restored from its handover, as it shows them."""
+        return instance_views(shell)
+
     def kimages(self) -> list[Kimage]:
         return parse_kimage(self.guest.check("cat /proc/kimage"))
 
@@ -203,6 +235,7 @@ class Multikernel:
         console: str | None = None,
         cmdline: str = "",
         timeout: float = SPAWN_TIMEOUT,
+        pause: float = 0.0,
     ) -> Shell:
         """Start a kernel in `inst` and return the shell on its console.
 
@@ -210,7 +243,8 @@ class Multikernel:
         guest's initramfs, takes the instance's CPUs offline, starts it and
         waits for the mkh init's shell on `console` (the next free UART by
         default; the kernel logs to its own stream, see harness/channels.py).
-        Any refusal raises InfraError with the errno.
+        `pause` seconds pass between the load and the start.  Any refusal
+        raises InfraError with the errno.
         """
         console = console or self.free_console()
         machine = self.guest.machine
@@ -225,6 +259,7 @@ class Multikernel:
         )
         for cpu in inst.cpus:
             self.set_cpu_online(cpu, False)
+        time.sleep(pause)
         shell = self.guest.new_shell(console)
         stream = shell.console
         try:

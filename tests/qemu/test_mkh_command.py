@@ -148,3 +148,12 @@ def test_shell_instance_lands_in_the_spawned_kernel(guest_images: Images) -> Non
         assert low < int(session.match.group(1)) <= 512 * 1024
     finally:
         leave(session)
+
+
+def test_shell_instance_database_lands_in_a_two_cpu_kernel(guest_images: Images) -> None:
+    session = shell_session("--instance", "database", console="ttyS1")
+    try:
+        session.sendline("nproc; grep '^apicid' /proc/cpuinfo; ls /sys/fs/multikernel/instances")
+        session.expect(r"\r\n2\r\napicid\s+: 2\r\napicid\s+: 3\r\ndatabase\r\n")
+    finally:
+        leave(session)

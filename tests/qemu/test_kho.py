@@ -1,0 +1,107 @@
+"""The KHO handover: a spawned kernel restores its instance, or boots plain on bad data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from harness import dtb
+from harness.dtb import Instance
+from harness.guest import Guest, Shell
+from harness.mk import Multikernel
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Guest]
+
+WEB = Instance("web-server", 1, (1,), 0x20000000)
+DB = Instance("database", 2, (2, 3), 0x40000000)
+KNOB = "/sys/kernel/debug/multikernel/kho_inject"
+# What the child says for each corruption the host's knob makes.
+INJECTED = {
+    "magic": "bad FDT magic",
+    "compatible": 'root is not compatible with "multikernel-v1"',
+    "oversize": "its FDT is larger than its page",
+    "scratch": "it has a KHO scratch area",
+    "dtb": "instance web-server: id 0 outside 1..2047",
+}
+
+
+def iomem_region(shell: Shell | Guest, name: str) -> tuple[int, int]:
+    found = re.findall(
+        rf"^\s*([0-9a-f]+)-([0-9a-f]+) : {re.escape(name)}$", shell.check("cat /proc/iomem"), re.M
+    )
+    assert len(found) == 1, f"{name} in /proc/iomem: {found}"
+    return int(found[0][0], 16), int(found[0][1], 16)
+
+
+def handover_lines(shell: Shell | Guest) -> list[str]:
+    return [line for line in shell.check("dmesg").splitlines() if "handover" in line]
+
+
+def test_spawned_kernel_restores_its_instance_as_the_host_shows_it(boot: Boot) -> None:
+    guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
+    mk = Multikernel(guest)
+    assert mk.upload(dtb.to_dtb([WEB, DB])).ok
+    assert handover_lines(guest) == []  # booted without handover data: a plain host
+
+    shell = mk.spawn(WEB)
+    host = mk.view(WEB.name)
+    child = mk.restored(shell)
+    assert list(child) == [WEB.name]  # its own instance, not the host's others
+    assert child[WEB.name].id == host.id == WEB.id
+    assert child[WEB.name].device_tree_source == host.device_tree_source
+    assert child[WEB.name].status == "ready"
+    assert host.status == "active"
+
+    # Its memory is the instance's, under the instance's name, in both kernels.
+    start, end = iomem_region(shell, WEB.name)
+    assert (start, end) == iomem_region(guest, WEB.name)
+    assert end - start + 1 == WEB.memory
+    # It is the kernel's own instance: it cannot be removed or loaded there.
+    assert shell.run(f"rmdir /sys/fs/multikernel/instances/{WEB.name}").status != 0
+    assert WEB.name in shell.check("ls /sys/fs/multikernel/instances")
+    lines = handover_lines(shell)
+    assert len(lines) == 1 and "instance web-server: restored from the handover" in lines[0]
+
+
+def test_instance_clock_is_the_hosts_at_start_not_at_load(boot: Boot) -> None:
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest)
+    shell = mk.spawn(WEB, pause=30)
+    before = int(guest.check("date +%s"))
+    child = int(shell.check("date +%s"))
+    after = int(guest.check("date +%s"))
+    assert before - 2 <= child <= after + 2, (before, child, after)
+
+
+@pytest.mark.parametrize("mode", sorted(INJECTED))
+def test_corrupt_handover_is_refused_with_one_line_and_the_child_boots(
+    boot: Boot, mode: str
+) -> None:
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest)
+    guest.check(f"echo {mode} > {KNOB}")
+    assert guest.check(f"cat {KNOB}").strip() == mode
+
+    shell = mk.spawn(WEB)  # it boots to its shell all the same
+    assert mk.restored(shell) == {}
+    lines = handover_lines(shell)
+    assert len(lines) == 1, lines
+    assert f"multikernel: handover ignored: {INJECTED[mode]}" in lines[0]
+
+    # The host: one line for the corruption, the knob back to none, unharmed.
+    assert f"instance web-server: handover corrupted ({mode})" in guest.check("dmesg")
+    assert guest.check(f"cat {KNOB}").strip() == "none"
+    assert mk.status(WEB.name) == "active"
+    assert guest.check("echo host-$((6 * 7))").strip() == "host-42"
+    assert guest.machine is not None
+    guest.machine.health()
+
+
+def test_kho_inject_refuses_an_unknown_mode(boot: Boot) -> None:
+    guest = boot(smp=2, memory="1G")
+    result = guest.run(f"echo bogus > {KNOB}")
+    assert result.status != 0 and "Invalid argument" in result.output
+    assert guest.check(f"cat {KNOB}").strip() == "none"
