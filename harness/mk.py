@@ -131,18 +131,21 @@ class InstanceView:
     device_tree_source: str
 
 
+def instance_view(shell: Shell | Guest, name: str) -> InstanceView:
+    """Instance `name` as the kernel behind `shell` shows it."""
+    path = f"{ROOT}/instances/{shlex.quote(name)}"
+    return InstanceView(
+        name=name,
+        id=int(shell.check(f"cat {path}/id")),
+        status=shell.check(f"cat {path}/status").strip(),
+        device_tree_source=shell.check(f"cat {path}/device_tree_source"),
+    )
+
+
 def instance_views(shell: Shell | Guest) -> dict[str, InstanceView]:
     """Every instance the kernel behind `shell` lists, with its files."""
-    views = {}
-    for name in shell.check(f"ls {ROOT}/instances").split():
-        path = f"{ROOT}/instances/{shlex.quote(name)}"
-        views[name] = InstanceView(
-            name=name,
-            id=int(shell.check(f"cat {path}/id")),
-            status=shell.check(f"cat {path}/status").strip(),
-            device_tree_source=shell.check(f"cat {path}/device_tree_source"),
-        )
-    return views
+    names = shell.check(f"ls {ROOT}/instances").split()
+    return {name: instance_view(shell, name) for name in names}
 
 
 class Multikernel:
@@ -207,7 +210,7 @@ class Multikernel:
 
     def view(self, name: str) -> InstanceView:
         """The host's view of instance `name`."""
-        return instance_views(self.guest)[name]
+        return instance_view(self.guest, name)
 
     def restored(self, shell: Shell) -> dict[str, InstanceView]:
         """The instances a spawned kernel restored from its handover, as it shows them."""

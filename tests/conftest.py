@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from harness import images, result
 from harness.artifacts import RunDir
 from harness.guest import Guest, GuestOptions, Images
 from harness.machine import process_name
+from harness.shell import Shell
 
 # Every QEMU this test process starts (also through `mkh` subprocesses, which
 # inherit the environment) carries a process name of its own, so it can tell
@@ -35,6 +37,12 @@ def qemu_processes() -> list[str]:
         ["pgrep", "-a", "-x", process_name()], capture_output=True, text=True, check=False
     )
     return found.stdout.splitlines()
+
+
+def apic_ids(shell: Shell | Guest) -> list[int]:
+    """The APIC ids of the CPUs the kernel behind `shell` runs on."""
+    text = shell.check("cat /proc/cpuinfo")
+    return [int(x) for x in re.findall(r"^apicid\s*:\s*(\d+)", text, re.M)]
 
 
 def kasan_shadow(images: Images, memory: int) -> int:

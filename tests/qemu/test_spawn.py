@@ -12,7 +12,7 @@ from harness.dtb import Instance
 from harness.errors import KernelCrash
 from harness.guest import Guest, Shell
 from harness.mk import Multikernel
-from tests.conftest import kasan_shadow
+from tests.conftest import apic_ids, kasan_shadow
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
@@ -32,12 +32,6 @@ def mem_total_kib(shell: Shell) -> int:
     match = re.search(r"MemTotal:\s+(\d+) kB", shell.check("cat /proc/meminfo"))
     assert match
     return int(match.group(1))
-
-
-def apic_ids(shell: Shell) -> list[int]:
-    return [
-        int(x) for x in re.findall(r"^apicid\s*:\s*(\d+)", shell.check("cat /proc/cpuinfo"), re.M)
-    ]
 
 
 def test_usage_instance_spawns_on_its_cpu_with_its_memory(boot: Boot) -> None:
