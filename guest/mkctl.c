@@ -6,6 +6,9 @@
  *   mkctl unload --id N
  *   mkctl exec --id N
  *
+ * load and unload with --id 0 work on this kernel's own kexec image (plain
+ * kexec_file_load), as /proc/kimage lists it with MK_ID 0.
+ *
  * On failure it prints the errno name and message and exits 1; usage
  * errors exit 2.
  */
@@ -48,6 +51,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR] [--debug]\n"
 		"       mkctl unload --id N\n"
+		"       (--id 0: this kernel's own kexec image)\n"
 		"       mkctl exec --id N\n");
 	return 2;
 }
@@ -98,7 +102,7 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc || id < 0)
 		return usage();
-	flags = KEXEC_MULTIKERNEL | KEXEC_MK_ID((unsigned long)id);
+	flags = id ? KEXEC_MULTIKERNEL | KEXEC_MK_ID((unsigned long)id) : 0;
 
 	if (!strcmp(verb, "load")) {
 		int kfd, ifd = -1;

@@ -192,7 +192,16 @@ def check(blob: bytes, target: Target | None = None) -> list[Problem]:
     seen: list[Instance] = []
     for inst in instances:
         for cpu in inst.cpus:
-            if target.cpus is not None and cpu >= target.cpus:
+            if cpu == 0:
+                problems.append(
+                    Problem(
+                        inst.name,
+                        "EINVAL",
+                        "CPU 0 cannot be taken offline",
+                        "the boot CPU stays with the host; give instances CPUs from 1 up",
+                    )
+                )
+            elif target.cpus is not None and cpu >= target.cpus:
                 problems.append(
                     Problem(
                         inst.name,

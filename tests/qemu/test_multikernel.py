@@ -129,6 +129,7 @@ BAD_DTBS: list[tuple[str, Callable[[], bytes], str, str]] = [
     ("id-in-use", lambda: dtb.to_dtb([Instance("c", 1, (2,), 4096)]), "EEXIST", "c"),
     ("cpu-taken", lambda: dtb.to_dtb([Instance("d", 7, (1,), 4096)]), "EBUSY", "d"),
     ("cpu-out-of-range", lambda: dtb.to_dtb([Instance("e", 8, (9,), 4096)]), "EINVAL", "e"),
+    ("boot-cpu", lambda: dtb.to_dtb([Instance("z", 14, (0,), 4096)]), "EINVAL", "z"),
     ("memory-over-pool", lambda: dtb.to_dtb([Instance("f", 9, (2,), 3 << 30)]), "ENOSPC", "f"),
     ("memory-unaligned", lambda: dtb.to_dtb([Instance("g", 10, (2,), 0x1001)]), "EINVAL", "g"),
     ("truncated", lambda: dtb.to_dtb([DB])[:60], "EINVAL", "<none>"),
@@ -236,15 +237,17 @@ def test_load_unload_and_exec_checks(boot: Boot) -> None:
         assert region.contains(int(mem, 16), int(memsz, 16)), (mem, memsz)
 
     assert mk.load(WEB.id).errno == "EBUSY"
-    assert mk.load(0).errno == "EINVAL"
+    assert mk.exec(0).errno == "EINVAL"  # id 0 is no instance
     assert mk.load(77).errno == "ENOENT"
     assert mk.exec(WEB.id).errno == "EBUSY"  # CPU 1 is still online here
     assert mk.exec(DB.id).errno == "EINVAL"  # nothing loaded for database
     assert mk.status("web-server") == "loading"
 
-    # Two instances hold images at once.
-    assert mk.load(DB.id, initrd=None).ok
+    # Two instances hold images at once.  A command line prints escaped,
+    # so that a row stays one line whatever it holds.
+    assert mk.load(DB.id, initrd=None, cmdline='say "hi" a\\b').ok
     assert sorted(r.mk_id for r in mk.kimages()) == [1, 2]
+    assert mk.kimages()[1].cmdline == "say \\042hi\\042 a\\134b"
 
     assert mk.unload(WEB.id).ok
     assert mk.status("web-server") == "ready"

@@ -74,6 +74,12 @@ def test_cpu_out_of_range_names_the_machine() -> None:
     assert "CPU 7" in problems[0].message and "0-3" in problems[0].hint
 
 
+def test_the_boot_cpu_is_refused_whatever_the_machine() -> None:
+    problems = dtb.check(dtb.to_dtb([Instance("lb", 3, (0, 1), 4096)]))
+    assert [(p.instance, p.errno) for p in problems] == [("lb", "EINVAL")]
+    assert "CPU 0" in problems[0].message and "from 1 up" in problems[0].hint
+
+
 def test_memory_over_the_pool_counts_earlier_instances() -> None:
     target = Target(pool_free=0x30000000)
     assert errnos([WEB, DB], target) == ["ENOSPC"]
