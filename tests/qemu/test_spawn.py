@@ -113,3 +113,13 @@ def test_three_instances_use_the_three_instance_consoles(boot: Boot) -> None:
     assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0"
     assert guest.machine is not None
     guest.machine.health()
+
+
+def test_instance_starts_on_a_host_with_5_level_paging(boot: Boot) -> None:
+    # The kernel clears the la57 flag unless it pages with five levels.
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
+    if "la57" not in guest.check("grep -m1 ^flags /proc/cpuinfo").split():
+        pytest.skip("this CPU has no LA57: the host pages with four levels")
+    shell = Multikernel(guest).spawn(WEB)
+    assert "la57" in shell.check("grep -m1 ^flags /proc/cpuinfo").split()
+    assert shell.check("echo child-$((6 * 7))").strip() == "child-42"
