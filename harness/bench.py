@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import progress
 from .artifacts import RunDir
 from .dtb import Instance
+from .errors import InfraError
 from .guest import Guest, GuestOptions, Images
-from .mk import Multikernel
+from .mk import Multikernel, parse_ping
 
 # The web-server instance of the usage.rst example.
 SPAWN_INSTANCE = Instance("web-server", 1, (1,), 0x20000000)
@@ -48,5 +51,120 @@ def report(samples: list[SpawnSample]) -> str:
     lines.append(
         f"median host boot {boot:.2f}s, median spawn {spawn_median:.2f}s, "
         f"spawn/boot ratio {spawn_median / boot:.2f}"
+    )
+    return "\n".join(lines)
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    """(min, median, p99) of `values`."""
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return ordered[0], statistics.median(ordered), p99
+
+
+@dataclass(frozen=True)
+class IpiSample:
+    ping_us: list[float]  # mkctl ping host -> instance -> host, user space to user space
+    ipi_us: list[float]  # smp_call_function_single() between two host CPUs, in the kernel
+
+
+def ipi(images: Images, pings: int, accel: str = "auto") -> IpiSample:
+    """Ping round trips to an instance and same-kernel IPI round trips, in one guest."""
+    options = GuestOptions(smp=3, memory="2G", append="mkkernel_pool=1G", accel=accel)
+    with (
+        tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp,
+        RunDir(Path(tmp)) as run,
+        Guest(images, options, run) as guest,
+    ):
+        mk = Multikernel(guest)
+        mk.spawn(SPAWN_INSTANCE)
+        out = mk.ping(SPAWN_INSTANCE.id, count=pings, size=16)
+        Multikernel.must(out, "ping")
+        ipi_ns = guest.check("cat /sys/kernel/debug/multikernel/ipi_rtt").split()
+        return IpiSample(parse_ping(out.output), [int(ns) / 1000 for ns in ipi_ns])
+
+
+def ipi_report(sample: IpiSample) -> str:
+    ping = _stats(sample.ping_us)
+    base = _stats(sample.ipi_us)
+    row = "{:<34} {:>9.1f} {:>9.1f} {:>9.1f}"
+    lines = [
+        f"{'':<34} {'min':>9} {'median':>9} {'p99':>9}  (us)",
+        row.format("ping to an instance (user space)", *ping),
+        row.format("IPI round trip in the host kernel", *base),
+        f"ping/IPI median ratio {ping[1] / base[1]:.1f} over {len(sample.ping_us)} pings and "
+        f"{len(sample.ipi_us)} IPIs; a ping adds two ring messages, the ioctl and the "
+        "wakeup of the pinging task to the two IPIs",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    ping: float  # one ping round trip, s (from the harness)
+    halt: float  # graceful halt, s
+    start: float  # exec call to the instance's shell prompt, s
+
+
+@dataclass(frozen=True)
+class CycleRun:
+    first_spawn: float
+    cycles: list[Cycle]
+    pool_free_start: int
+    pool_free_end: int
+
+
+def _pool_free(mk: Multikernel) -> int:
+    pool = mk.pool()
+    if pool is None:
+        raise InfraError("the guest has no multikernel pool")
+    return pool.free
+
+
+def cycles(images: Images, runs: int, accel: str = "auto") -> CycleRun:
+    """Spawn once, then `runs` times ping, halt and start again; rmdir at the end."""
+    options = GuestOptions(smp=2, memory="2G", append="mkkernel_pool=1G", accel=accel)
+    inst = SPAWN_INSTANCE
+    with (
+        tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp,
+        RunDir(Path(tmp)) as run,
+        Guest(images, options, run) as guest,
+    ):
+        mk = Multikernel(guest)
+        free_start = _pool_free(mk)
+        mk.spawn(inst)
+        first = mk.spawn_seconds[inst.name]
+        done = []
+        for n in range(runs):
+            t0 = time.monotonic()
+            Multikernel.must(mk.ping(inst.id, count=1), "ping")
+            t1 = time.monotonic()
+            Multikernel.must(mk.halt(inst.id), "halt")
+            t2 = time.monotonic()
+            mk.start(inst)
+            done.append(Cycle(t1 - t0, t2 - t1, mk.spawn_seconds[inst.name]))
+            progress.note(f"cycle {n + 1}/{runs}: {sum(vars(done[-1]).values()):.2f}s")
+        Multikernel.must(mk.halt(inst.id), "halt")
+        Multikernel.must(mk.unload(inst.id), "unload")
+        Multikernel.must(mk.remove(inst.name), "rmdir")
+        return CycleRun(first, done, free_start, _pool_free(mk))
+
+
+def cycles_report(result: CycleRun) -> str:
+    per = [c.ping + c.halt + c.start for c in result.cycles]
+    lines = [f"{'cycle':>5} {'ping (s)':>9} {'halt (s)':>9} {'start (s)':>10} {'total (s)':>10}"]
+    for n, (c, total) in enumerate(zip(result.cycles, per, strict=True), start=1):
+        lines.append(f"{n:>5} {c.ping:>9.2f} {c.halt:>9.2f} {c.start:>10.2f} {total:>10.2f}")
+    median = statistics.median(per)
+    lines.append(
+        f"median cycle {median:.2f}s (halt {statistics.median(c.halt for c in result.cycles):.2f}s,"
+        f" start {statistics.median(c.start for c in result.cycles):.2f}s);"
+        f" start again / first spawn ratio "
+        f"{statistics.median(c.start for c in result.cycles) / result.first_spawn:.2f}"
+    )
+    lines.append(
+        f"pool free: {result.pool_free_start} bytes at the start, "
+        f"{result.pool_free_end} at the end"
+        + ("" if result.pool_free_start == result.pool_free_end else "  <-- LEAK")
     )
     return "\n".join(lines)

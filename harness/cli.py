@@ -356,10 +356,19 @@ def cmd_series_check(args: argparse.Namespace) -> int:
     return _report(problems)
 
 
+# --runs when not given: spawn runs, cycles, pings.
+BENCH_RUNS = {"spawn": 3, "cycles": 10, "ipi": 200}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     built = images.resolve(_choice(args))
-    samples = bench.spawn(built, args.runs, args.accel)
-    print(bench.report(samples))
+    runs = args.runs or BENCH_RUNS[args.what]
+    if args.what == "ipi":
+        print(bench.ipi_report(bench.ipi(built, runs, args.accel)))
+    elif args.what == "cycles":
+        print(bench.cycles_report(bench.cycles(built, runs, args.accel)))
+    else:
+        print(bench.report(bench.spawn(built, runs, args.accel)))
     return 0
 
 
@@ -408,11 +417,15 @@ def parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
     bn.add_argument(
         "what",
-        choices=("spawn",),
-        help="spawn: exec call to instance shell vs QEMU start to host shell",
+        choices=tuple(BENCH_RUNS),
+        help="spawn: exec call to instance shell vs QEMU start to host shell; "
+        "cycles: ping, halt and start again, per cycle, with the pool's free bytes; "
+        "ipi: ping round trip to an instance vs an IPI round trip inside the host",
     )
     bn.add_argument(
-        "--runs", type=_positive, default=3, help="runs to take the median of (default 3)"
+        "--runs",
+        type=_positive,
+        help="spawn: runs to take the median of (3); cycles: cycles (10); ipi: pings (200)",
     )
     bn.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     _add_kernel_choice(bn)

@@ -1,8 +1,8 @@
 """Drive a guest's multikernel interface over its console.
 
-Upload DTBs to /sys/fs/multikernel, read instances, load, unload and start
-kernels with the guest's `mkctl`, and read /proc/kimage and the pool in
-/proc/iomem.  Operations that can fail return the errno name the guest saw
+Upload DTBs to /sys/fs/multikernel, read instances, load, unload, start,
+halt and ping kernels with the guest's `mkctl`, and read /proc/kimage and the
+pool in /proc/iomem.  Operations that can fail return the errno name the guest saw
 (None on success), so tests assert exactly what the kernel answered.
 """
 
@@ -29,6 +29,7 @@ POOL_NAME = "Multikernel Memory Pool"
 _STRERROR = {os.strerror(code): name for code, name in errno.errorcode.items()}
 _KIMAGE_ROW = re.compile(r'^(\d+)\s+(\S+)\s+0x([0-9a-fA-F]+)\s+(\d+)\s+(\S+)\s+"(.*)"$')
 _IOMEM_ROW = re.compile(r"^( *)([0-9a-f]+)-([0-9a-f]+) : (.*)$")
+_PING_REPLY = re.compile(r"^reply from \d+: seq=\d+ size=\d+ time=([0-9.]+) us$", re.M)
 
 
 def errno_name(message: str) -> str | None:
@@ -100,6 +101,11 @@ def parse_kimage(text: str) -> list[Kimage]:
     return rows
 
 
+def parse_ping(output: str) -> list[float]:
+    """Round-trip times in microseconds, one per reply `mkctl ping` printed."""
+    return [float(us) for us in _PING_REPLY.findall(output)]
+
+
 def parse_pool(iomem: str) -> Pool | None:
     """The multikernel pool and the regions nested directly under it."""
     pool: Region | None = None
@@ -154,6 +160,9 @@ class Multikernel:
     def __init__(self, guest: Guest) -> None:
         self.guest = guest
         self.spawned: dict[str, Shell] = {}
+        # The console each instance's loaded kernel was given, by instance id.
+        self.consoles: dict[int, str] = {}
+        self.names: dict[int, str] = {}
         # Seconds from the exec call to the instance's shell prompt.
         self.spawn_seconds: dict[str, float] = {}
 
@@ -182,7 +191,13 @@ class Multikernel:
         return self.read(name, "status").strip()
 
     def remove(self, name: str) -> Outcome:
-        return self._outcome(f"rmdir {ROOT}/instances/{shlex.quote(name)}")
+        """rmdir the instance (a failed one's kernel is stopped and its shell retired)."""
+        outcome = self._outcome(f"rmdir {ROOT}/instances/{shlex.quote(name)}")
+        if outcome.ok:
+            for mk_id in [i for i, n in self.names.items() if n == name]:
+                self._retire(mk_id, "its instance was removed")
+                self.consoles.pop(mk_id, None)
+        return outcome
 
     def load(
         self,
@@ -203,10 +218,43 @@ class Multikernel:
         return self._outcome(shlex.join(args))
 
     def unload(self, mk_id: int) -> Outcome:
-        return self._outcome(f"mkctl unload --id {mk_id}")
+        outcome = self._outcome(f"mkctl unload --id {mk_id}")
+        if outcome.ok:
+            self.consoles.pop(mk_id, None)
+        return outcome
 
     def exec(self, mk_id: int) -> Outcome:
         return self._outcome(f"mkctl exec --id {mk_id}")
+
+    def halt(self, mk_id: int, force: bool = False) -> Outcome:
+        """`mkctl halt`: stop the kernel in instance `mk_id` (by NMI with `force`).
+
+        Once halted, the instance's Shell is retired: using it raises
+        ShellUnusable instead of waiting on a console nobody answers.
+        """
+        outcome = self._outcome(f"mkctl halt --id {mk_id}" + (" --force" if force else ""))
+        if outcome.ok:
+            self._retire(mk_id, "its instance was halted")
+        return outcome
+
+    def _retire(self, mk_id: int, why: str) -> None:
+        shell = self.spawned.pop(self.names.get(mk_id, ""), None)
+        if shell is not None:
+            shell.unusable = why
+            self.guest.shells.remove(shell)
+
+    def ping(self, mk_id: int, count: int = 3, size: int = 16) -> Outcome:
+        """`mkctl ping` from the host; parse_ping() reads the round trips."""
+        return self._outcome(f"mkctl ping --id {mk_id} --count {count} --size {size}")
+
+    def wait_status(self, name: str, state: str, timeout: float = 30.0) -> Outcome:
+        """Wait until instance `name` reads `state`, woken by the kernel's status notification."""
+        seconds = max(1, round(timeout))
+        command = f"mkctl wait --name {shlex.quote(name)} --state {shlex.quote(state)}"
+        result = self.guest.run(f"{command} --timeout {seconds}", timeout=timeout + 60)
+        if result.status == 0:
+            return Outcome(None, result.output)
+        return Outcome(errno_name(result.output) or f"status {result.status}", result.output)
 
     def view(self, name: str) -> InstanceView:
         """The host's view of instance `name`."""
@@ -226,7 +274,9 @@ class Multikernel:
         self.guest.check(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
 
     def free_console(self) -> str:
+        # A halted kernel keeps its console for when it starts again.
         used = {shell.console.name for shell in self.spawned.values()}
+        used |= set(self.consoles.values())
         for name in INSTANCE_CONSOLES:
             if name not in used:
                 return name
@@ -250,34 +300,42 @@ class Multikernel:
         raises InfraError with the errno.
         """
         console = console or self.free_console()
-        machine = self.guest.machine
-        if machine is None:
+        if self.guest.machine is None:
             raise InfraError("the guest is not running")
         if inst.name not in self.instances():
-            self._must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
+            self.must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
         params = f"{channels.kernel_params(console)} mkkernel_uart={console} {cmdline}"
-        self._must(
+        self.must(
             self.load(inst.id, cmdline=params.strip()),
             f"loading a kernel into {inst.name}",
         )
+        self.consoles[inst.id] = console
         for cpu in inst.cpus:
             self.set_cpu_online(cpu, False)
         time.sleep(pause)
+        return self.start(inst, timeout)
+
+    def start(self, inst: dtb.Instance, timeout: float = SPAWN_TIMEOUT) -> Shell:
+        """Start the kernel loaded into `inst` (again, after a halt) and wait for its shell."""
+        console = self.consoles.get(inst.id)
+        if console is None:
+            raise InfraError(f"no kernel was loaded into {inst.name} by this harness")
         shell = self.guest.new_shell(console)
         stream = shell.console
         try:
             with stream.driven():  # from before the start, so no output is missed
                 started = time.monotonic()
-                self._must(self.exec(inst.id), f"starting {inst.name}")
+                self.must(self.exec(inst.id), f"starting {inst.name}")
                 shell.wait_ready(timeout)
         except BaseException:
             self.guest.shells.remove(shell)  # nothing to flush or ask for backtraces there
             raise
         self.spawn_seconds[inst.name] = time.monotonic() - started
         self.spawned[inst.name] = shell
+        self.names[inst.id] = inst.name
         return shell
 
     @staticmethod
-    def _must(outcome: Outcome, what: str) -> None:
+    def must(outcome: Outcome, what: str) -> None:
         if not outcome.ok:
             raise InfraError(f"{what} failed: {outcome.errno}: {outcome.output.strip()}")

@@ -55,7 +55,12 @@ def test_usage_instance_spawns_on_its_cpu_with_its_memory(boot: Boot) -> None:
     log = shell.check("dmesg")
     assert "started by a multikernel host" in log
     assert not re.search(r"ACPI: (RSDP|XSDT|RSDT|FACP|DSDT|APIC|HPET)", log), log
-    assert "usable" in log and log.count("BIOS-e820:") == 1  # only its own region
+    # Only its own region: RAM, and the message rings at its top as reserved.
+    e820 = re.findall(r"BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] (\w+)", log)
+    assert [kind for _, _, kind in e820] == ["usable", "reserved"], e820
+    assert int(e820[0][1], 16) + 1 == int(e820[1][0], 16)
+    assert int(e820[1][1], 16) - int(e820[1][0], 16) + 1 == 8192
+    assert int(e820[1][1], 16) - int(e820[0][0], 16) + 1 == WEB.memory
 
 
 def test_host_stays_healthy_while_the_instance_runs(boot: Boot) -> None:
@@ -100,6 +105,8 @@ def test_panic_in_an_instance_leaves_the_host_running(boot: Boot) -> None:
     assert shell.take_crash() is not None
     assert guest.machine is not None and guest.machine.running()
     assert guest.check("echo alive-$((6 * 7))").strip() == "alive-42"
+    # Its panic notice reached the host.
+    assert mk.wait_status("web-server", "failed").ok
 
 
 def test_three_instances_use_the_three_instance_consoles(boot: Boot) -> None:

@@ -46,3 +46,13 @@ def test_errno_from_busybox_messages() -> None:
     assert mk.errno_name("mkctl: exec: ENXIO: No such device or address") == "ENXIO"
     assert mk.errno_name("sh: write error: No such device or address") == "ENXIO"
     assert mk.errno_name("all fine") is None
+
+
+def test_ping_round_trips() -> None:
+    out = (
+        "reply from 1: seq=0 size=16 time=512.3 us\n"
+        "reply from 1: seq=1 size=16 time=431.0 us\n"
+        "rtt min/median/max = 431.0/471.6/512.3 us\n"
+    )
+    assert mk.parse_ping(out) == [512.3, 431.0]
+    assert mk.parse_ping("mkctl: ping: EHOSTDOWN: Host is down\n") == []

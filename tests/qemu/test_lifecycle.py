@@ -1,0 +1,220 @@
+"""The instance lifecycle: messages, ping, halt (graceful and forced), start again, failed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from harness import dtb
+from harness.dtb import Instance
+from harness.errors import KernelCrash
+from harness.guest import Guest
+from harness.mk import ROOT, Multikernel, parse_ping
+from harness.shell import ShellUnusable
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Guest]
+
+WEB = Instance("web-server", 1, (1,), 0x10000000)
+DEBUGFS = "/sys/kernel/debug/multikernel"
+# Slots in a ring, and messages the receiving kernel holds for its user space.
+RING_SLOTS = 31
+RX_QUEUE = 32
+MSG_MAX = 112
+
+
+def boot_host(boot: Boot, smp: int = 2) -> tuple[Guest, Multikernel]:
+    guest = boot(smp=smp, memory="2G", append="mkkernel_pool=1G")
+    return guest, Multikernel(guest)
+
+
+def pool_free(mk: Multikernel) -> int:
+    pool = mk.pool()
+    assert pool is not None
+    return pool.free
+
+
+def test_ping_both_ways_and_its_errors(boot: Boot) -> None:
+    _, mk = boot_host(boot)
+    assert mk.upload(dtb.to_dtb([WEB])).ok
+    assert mk.load(WEB.id).ok
+    # Loaded but not running: nothing to talk to.
+    assert mk.ping(WEB.id).errno == "EHOSTDOWN"
+    assert mk.unload(WEB.id).ok
+    shell = mk.spawn(WEB)
+
+    out = mk.ping(WEB.id, count=5, size=MSG_MAX)
+    assert out.ok, out.output
+    assert len(parse_ping(out.output)) == 5
+    assert re.search(r"^rtt min/median/max = [0-9.]+/[0-9.]+/[0-9.]+ us$", out.output, re.M)
+    back = shell.run("mkctl ping --id 0 --count 4")
+    assert back.status == 0, back.output
+    assert len(parse_ping(back.output)) == 4
+
+    assert mk.ping(0).errno == "EINVAL"  # the host is no peer of itself
+    assert mk.ping(7).errno == "ENOENT"
+    assert mk.ping(WEB.id, size=MSG_MAX + 1).errno == "EINVAL"
+    assert "ENOENT" in shell.run("mkctl ping --id 3").output
+
+
+def test_graceful_halt_and_start_again_three_times(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    free = pool_free(mk)
+    shell = mk.spawn(WEB)
+    for run in range(3):
+        assert shell.check(f"echo run-$(({run} + 1))").strip() == f"run-{run + 1}"
+        halted = mk.halt(WEB.id)
+        assert halted.ok, halted.output
+        assert mk.status(WEB.name) == "loading"
+        assert "instance web-server: halted" in guest.check("dmesg | tail -5")
+        with pytest.raises(ShellUnusable, match="halted"):
+            shell.run("true")
+        assert mk.ping(WEB.id).errno == "EHOSTDOWN"
+        # The image is still loaded: it starts again without a new load.
+        assert [k.mk_id for k in mk.kimages()] == [WEB.id]
+        shell = mk.start(WEB)
+        assert mk.status(WEB.name) == "active"
+        assert mk.ping(WEB.id).ok
+    log = guest.run_dir.console_log("kmsg1").read_text()
+    assert log.count("the host asks this kernel to shut down") == 3
+
+    assert mk.halt(WEB.id).ok
+    assert mk.unload(WEB.id).ok
+    assert mk.status(WEB.name) == "ready"
+    assert mk.remove(WEB.name).ok
+    mk.set_cpu_online(1, True)
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
+    assert pool_free(mk) == free
+
+
+def test_halt_errors_change_nothing(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    assert mk.halt(0).errno == "EINVAL"
+    assert mk.halt(9).errno == "ENOENT"
+    assert mk.upload(dtb.to_dtb([WEB])).ok
+    assert mk.halt(WEB.id).errno == "EINVAL"  # ready
+    shell = mk.spawn(WEB)
+    denied = guest.run(f"su nobody -s /bin/sh -c 'mkctl halt --id {WEB.id}'")
+    assert "EPERM" in denied.output, denied.output
+    assert mk.unload(WEB.id).errno == "EBUSY"
+    assert mk.remove(WEB.name).errno == "EBUSY"
+    assert mk.status(WEB.name) == "active"
+    assert shell.check("echo still-$((2 * 21))").strip() == "still-42"
+
+
+def test_unacknowledged_shutdown_leaves_the_instance_running(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    shell.check(f"echo ignore > {DEBUGFS}/halt_inject")
+    refused = mk.halt(WEB.id)
+    assert refused.errno == "ETIMEDOUT", refused.output
+    assert "no acknowledgment of the shutdown request" in guest.check("dmesg | tail -3")
+    assert mk.status(WEB.name) == "active"
+    assert shell.check("echo here-$((3 * 3))").strip() == "here-9"
+    assert mk.halt(WEB.id).ok
+
+
+def test_forced_halt_stops_an_instance_spinning_with_interrupts_off(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    # LKDTM's HARDLOCKUP spins with interrupts off: no IPI, no timer, no heartbeat.
+    shell.console.send("echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT\n")
+    failed = mk.wait_status(WEB.name, "failed", timeout=60)
+    assert failed.ok, failed.output
+    assert "failed: no heartbeat" in guest.check("dmesg | grep 'instance web-server'")
+    halted = mk.halt(WEB.id, force=True)
+    assert halted.ok, halted.output
+    assert "halted (forced)" in guest.check("dmesg | tail -3")
+    assert mk.status(WEB.name) == "loading"
+    # The same image starts afresh on the CPU the NMI and INIT took back.
+    again = mk.start(WEB)
+    assert again.check("echo back-$((5 + 5))").strip() == "back-10"
+
+
+def test_panic_fails_the_instance_and_rmdir_gives_everything_back(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    free = pool_free(mk)
+    shell = mk.spawn(WEB)
+    # Started before the panic: poll() on status must wake on the change.
+    guest.check(f"mkctl wait --name {WEB.name} --state failed --timeout 60 > /tmp/w 2>&1 &")
+    with pytest.raises(KernelCrash) as info:
+        shell.run("echo c > /proc/sysrq-trigger", timeout=60)
+    assert info.value.kind == "panic"
+    assert shell.take_crash() is not None
+    assert mk.wait_status(WEB.name, "failed", timeout=30).ok
+    guest.check("wait")
+    assert guest.check("cat /tmp/w").strip() == "failed"
+    reason = guest.check("dmesg | grep 'instance web-server: failed'")
+    assert "its kernel panicked: sysrq triggered crash" in reason
+
+    assert mk.halt(WEB.id).errno == "EINVAL"  # nothing left to ask
+    assert mk.remove(WEB.name).ok
+    mk.set_cpu_online(1, True)
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
+    assert pool_free(mk) == free
+    assert mk.kimages() == []
+
+
+def test_forced_halt_of_a_panicked_instance_and_a_fresh_start(boot: Boot) -> None:
+    _, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    with pytest.raises(KernelCrash):
+        shell.run("echo c > /proc/sysrq-trigger", timeout=60)
+    shell.take_crash()
+    assert mk.wait_status(WEB.name, "failed", timeout=30).ok
+    assert mk.halt(WEB.id, force=True).ok
+    assert mk.status(WEB.name) == "loading"
+    again = mk.start(WEB)
+    assert again.check("echo alive-$((6 * 7))").strip() == "alive-42"
+    assert mk.ping(WEB.id).ok
+
+
+def test_messages_arrive_whole_in_order_and_a_full_ring_recovers(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    send = f"mkctl send --id {WEB.id}"
+
+    # Nobody reads in the instance: its queue and then the ring fill up, and
+    # stay full however long the sender waits for room (--wait: 10 s).
+    full = guest.run(f"{send} --count {RX_QUEUE + RING_SLOTS + 1} --size 8 --wait")
+    assert "ENOSPC" in full.output, full.output
+    assert f"message {RX_QUEUE + RING_SLOTS} of" in full.output
+    got = shell.check(f"mkctl recv --count {RX_QUEUE + RING_SLOTS} --timeout 30")
+    seqs = [int(s) for s in re.findall(r"seq=(\d+) len=8 intact", got)]
+    assert seqs == list(range(RX_QUEUE + RING_SLOTS))
+    assert guest.check(f"{send} --count 1").startswith("sent 1")
+
+    shell.check("mkctl recv --count 1")
+    shell.check("mkctl recv --count 200 --timeout 120 > /tmp/got 2>&1 &")
+    assert guest.check(f"{send} --count 200 --size 40 --wait").startswith("sent 200")
+    shell.check("wait")
+    got = shell.check("cat /tmp/got")
+    assert [int(s) for s in re.findall(r"seq=(\d+) len=40 intact", got)] == list(range(200))
+
+    assert guest.check(f"{send} --size {MSG_MAX}").startswith("sent 1")
+    assert f"len={MSG_MAX} intact" in shell.check("mkctl recv --count 1")
+    assert "EINVAL" in guest.run(f"{send} --size {MSG_MAX + 1}").output
+    # And the other way.
+    assert shell.check("mkctl send --id 0 --count 3 --size 20").startswith("sent 3")
+    back = guest.check("mkctl recv --count 3")
+    assert re.findall(r"message from 1: seq=(\d+) len=20 intact", back) == ["0", "1", "2"]
+
+
+def test_twenty_cycles_give_back_memory_and_cpu(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    free = pool_free(mk)
+    iomem = guest.check("cat /proc/iomem")
+    mk.spawn(WEB)
+    for _ in range(20):
+        assert mk.ping(WEB.id, count=1).ok
+        assert mk.halt(WEB.id).ok
+        mk.start(WEB)
+    assert mk.halt(WEB.id).ok
+    assert mk.unload(WEB.id).ok
+    assert mk.remove(WEB.name).ok
+    mk.set_cpu_online(1, True)
+    assert pool_free(mk) == free
+    assert guest.check("cat /proc/iomem") == iomem
+    assert guest.check(f"ls {ROOT}/instances").strip() == ""
