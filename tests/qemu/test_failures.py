@@ -211,7 +211,7 @@ def test_cpu_online_and_exec_racing_never_both_win(boot: Boot) -> None:
         onlined, started = (code == "0" for code in outcome)
         assert onlined != started, outcome
         if started:
-            assert mk.status(WEB.name) == "active"
+            assert mk.wait_status(WEB.name, "active", timeout=120).ok
             assert guest.check(f"cat {online}").strip() == "0"
             break
         assert mk.status(WEB.name) == "loading"

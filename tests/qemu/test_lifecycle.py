@@ -12,7 +12,7 @@ from harness.dtb import Instance
 from harness.errors import KernelCrash
 from harness.guest import Guest
 from harness.mk import ROOT, Multikernel, parse_ping
-from harness.shell import ShellUnusable
+from harness.shell import Shell, ShellUnusable
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
@@ -218,3 +218,99 @@ def test_twenty_cycles_give_back_memory_and_cpu(boot: Boot) -> None:
     assert pool_free(mk) == free
     assert guest.check("cat /proc/iomem") == iomem
     assert guest.check(f"ls {ROOT}/instances").strip() == ""
+
+
+def test_active_only_once_the_kernel_says_it_is_up(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    assert mk.upload(dtb.to_dtb([WEB])).ok
+    assert mk.load(WEB.id).ok
+    mk.set_cpu_online(1, False)
+    # Read right after the exec returns, long before the kernel has booted.
+    started = guest.check(f"mkctl exec --id {WEB.id} && cat {ROOT}/instances/{WEB.name}/status")
+    assert started.strip() == "loading"
+    assert mk.halt(WEB.id).errno == "EINVAL"  # not up: nothing to ask to shut down
+    assert mk.unload(WEB.id).errno == "EBUSY"
+    assert mk.remove(WEB.name).errno == "EBUSY"
+    assert mk.wait_status(WEB.name, "active", timeout=120).ok
+    log = guest.check("dmesg | grep 'instance web-server'")
+    assert log.index("started on CPU 1") < log.index("its kernel is up")
+
+
+def test_exec_and_unload_racing_one_wins(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    assert mk.upload(dtb.to_dtb([WEB])).ok
+    mk.set_cpu_online(1, False)
+    for _ in range(20):
+        assert mk.load(WEB.id).ok
+        codes = guest.check(
+            f"mkctl exec --id {WEB.id} 2>/dev/null & "
+            f"mkctl unload --id {WEB.id} 2>/dev/null; u=$?; wait $!; echo $? $u"
+        ).split()
+        started, unloaded = (code == "0" for code in codes)
+        assert started != unloaded, codes
+        if unloaded:
+            assert mk.status(WEB.name) == "ready"
+            assert mk.kimages() == []
+            continue
+        assert mk.status(WEB.name) in ("loading", "active")
+        assert [k.mk_id for k in mk.kimages()] == [WEB.id]
+        assert mk.halt(WEB.id, force=True).ok
+        assert mk.unload(WEB.id).ok
+    assert mk.remove(WEB.name).ok
+
+
+def test_others_keep_running_while_one_is_halted_and_started_again(boot: Boot) -> None:
+    guest = boot(smp=4, memory="3G", append="mkkernel_pool=2G")
+    mk = Multikernel(guest)
+    smalls = [Instance(f"small{cpu}", cpu, (cpu,), 0x10000000) for cpu in (1, 2, 3)]
+    shells = [mk.spawn(inst) for inst in smalls]
+    count = "i=0; while :; do echo $i >> /tmp/n; i=$((i + 1)); sleep 0.1; done"
+    for shell in shells[1:]:
+        shell.check(f"({count}) > /dev/null 2>&1 &")
+
+    def last(shell: Shell) -> int:
+        return int(shell.check("tail -n 1 /tmp/n"))
+
+    before = [last(s) for s in shells[1:]]
+    assert mk.halt(smalls[0].id).ok
+    mid = [last(s) for s in shells[1:]]
+    again = mk.start(smalls[0])
+    assert again.check("echo back").strip() == "back"
+    after = [last(s) for s in shells[1:]]
+    for shell, b, m, a in zip(shells[1:], before, mid, after, strict=True):
+        assert b < m < a
+        values = [int(v) for v in shell.check("cat /tmp/n").split()]
+        assert values == list(range(len(values)))  # no gap, no repeat
+
+
+def test_the_next_instance_never_sees_the_last_ones_data(boot: Boot) -> None:
+    _, mk = boot_host(boot)
+    first = Instance("first", 1, (1,), 0x8000000)
+    shell = mk.spawn(first)
+    # The pattern is only ever typed as a regex that does not match itself.
+    shell.check("yes MKH-SECRET-PATTERN | head -c $((48 << 20)) > /tmp/fill")
+
+    def ram_hits(sh: Shell) -> int:
+        iomem = sh.check("cat /proc/iomem")
+        found = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)
+        assert found
+        start, end = (int(x, 16) for x in found.groups())
+        pages = f"skip={start // 4096} count={(end + 1 - start) // 4096}"
+        dump = f"dd if=/dev/mem bs=4096 {pages} 2>/dev/null"
+        return int(sh.check(f"{dump} | grep -c 'MKH-SECR[E]T-PATTERN'; true", timeout=600))
+
+    assert ram_hits(shell) > 0
+    region = mk.pool()
+    assert region is not None
+    before = region.child("first")
+    assert mk.halt(first.id, force=True).ok
+    assert mk.unload(first.id).ok
+    assert mk.remove(first.name).ok
+
+    second = Instance("second", 2, (1,), first.memory)
+    nxt = mk.spawn(second)
+    pool = mk.pool()
+    assert pool is not None and before is not None
+    after = pool.child("second")
+    assert after is not None and (after.start, after.end) == (before.start, before.end)
+    assert ram_hits(nxt) == 0
