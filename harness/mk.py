@@ -320,6 +320,8 @@ class Multikernel:
         console = self.consoles.get(inst.id)
         if console is None:
             raise InfraError(f"no kernel was loaded into {inst.name} by this harness")
+        # A shell of the kernel that ran there before (it stopped on its own).
+        self._retire(inst.id, "its instance was started again")
         shell = self.guest.new_shell(console)
         stream = shell.console
         try:
