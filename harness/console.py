@@ -79,6 +79,10 @@ class Tap:
     def tail(self) -> str:
         return self._tail
 
+    def forget_tail(self) -> None:
+        """What passed so far is no longer looked at (a new kernel takes the stream over)."""
+        self._tail = ""
+
 
 class Stream(Protocol):
     """What a console reads and writes: a socket to QEMU, or a pty master in tests."""
@@ -120,6 +124,9 @@ class Console:
 
     def tail(self) -> str:
         return self.tap.tail()
+
+    def forget_tail(self) -> None:
+        self.tap.forget_tail()
 
     def expect_text(self, text: str) -> threading.Event:
         return self.tap.expect_text(text)

@@ -326,6 +326,8 @@ class Multikernel:
         stream = shell.console
         try:
             with stream.driven():  # from before the start, so no output is missed
+                # The banner of a kernel that ran here before is not this one's.
+                stream.forget_tail()
                 started = time.monotonic()
                 self.must(self.exec(inst.id), f"starting {inst.name}")
                 shell.wait_ready(timeout)

@@ -190,3 +190,15 @@ def test_a_command_ends_only_once_its_kernel_log_has_caught_up(
     finally:
         log.close()
         os.close(slave)
+
+
+def test_a_banner_from_before_forget_tail_does_not_count(
+    pty_shell: Callable[..., Shell],
+) -> None:
+    shell = pty_shell()
+    # A banner drained earlier counts for a shell that attaches later ...
+    Shell(shell.console, lambda: None).wait_ready(5)
+    # ... unless a new kernel took the console over since: then only its own does.
+    shell.console.forget_tail()
+    with pytest.raises(GuestTimeout, match="the guest init"):
+        Shell(shell.console, lambda: None).wait_ready(1)
