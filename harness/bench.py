@@ -155,12 +155,11 @@ def cycles_report(result: CycleRun) -> str:
     lines = [f"{'cycle':>5} {'ping (s)':>9} {'halt (s)':>9} {'start (s)':>10} {'total (s)':>10}"]
     for n, (c, total) in enumerate(zip(result.cycles, per, strict=True), start=1):
         lines.append(f"{n:>5} {c.ping:>9.2f} {c.halt:>9.2f} {c.start:>10.2f} {total:>10.2f}")
-    median = statistics.median(per)
+    halt = statistics.median(c.halt for c in result.cycles)
+    start = statistics.median(c.start for c in result.cycles)
     lines.append(
-        f"median cycle {median:.2f}s (halt {statistics.median(c.halt for c in result.cycles):.2f}s,"
-        f" start {statistics.median(c.start for c in result.cycles):.2f}s);"
-        f" start again / first spawn ratio "
-        f"{statistics.median(c.start for c in result.cycles) / result.first_spawn:.2f}"
+        f"median cycle {statistics.median(per):.2f}s (halt {halt:.2f}s, start {start:.2f}s);"
+        f" start again / first spawn ratio {start / result.first_spawn:.2f}"
     )
     lines.append(
         f"pool free: {result.pool_free_start} bytes at the start, "

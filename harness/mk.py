@@ -166,8 +166,8 @@ class Multikernel:
         # Seconds from the exec call to the instance's shell prompt.
         self.spawn_seconds: dict[str, float] = {}
 
-    def _outcome(self, command: str) -> Outcome:
-        result = self.guest.run(command)
+    def _outcome(self, command: str, timeout: float = 60.0) -> Outcome:
+        result = self.guest.run(command, timeout=timeout)
         if result.status == 0:
             return Outcome(None, result.output)
         return Outcome(errno_name(result.output) or f"status {result.status}", result.output)
@@ -251,10 +251,7 @@ class Multikernel:
         """Wait until instance `name` reads `state`, woken by the kernel's status notification."""
         seconds = max(1, round(timeout))
         command = f"mkctl wait --name {shlex.quote(name)} --state {shlex.quote(state)}"
-        result = self.guest.run(f"{command} --timeout {seconds}", timeout=timeout + 60)
-        if result.status == 0:
-            return Outcome(None, result.output)
-        return Outcome(errno_name(result.output) or f"status {result.status}", result.output)
+        return self._outcome(f"{command} --timeout {seconds}", timeout=timeout + 60)
 
     def view(self, name: str) -> InstanceView:
         """The host's view of instance `name`."""
