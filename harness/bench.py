@@ -5,10 +5,10 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import progress
+from . import phases, progress
 from .artifacts import RunDir
 from .dtb import Instance
 from .errors import InfraError
@@ -17,42 +17,92 @@ from .mk import Multikernel, parse_ping
 
 # The web-server instance of the usage.rst example.
 SPAWN_INSTANCE = Instance("web-server", 1, (1,), 0x20000000)
+SPAWN_SMP = 4
+SPAWN_POOL = 1 << 30
+DEBUGFS = "/sys/kernel/debug/multikernel"
 
 
 @dataclass(frozen=True)
 class SpawnSample:
-    host_boot: float  # QEMU start to the host's shell prompt
-    spawn: float  # exec call to the instance's shell prompt
+    host_boot: phases.Breakdown  # QEMU start to the host's shell prompt
+    spawn: phases.Breakdown  # exec call to the instance's shell prompt
+    accel: str  # the accelerator QEMU ran with
 
 
-def spawn_once(images: Images, accel: str, workdir: Path) -> SpawnSample:
-    options = GuestOptions(smp=4, memory="2G", append="mkkernel_pool=1G", accel=accel)
+def spawn_once(images: Images, accel: str, workdir: Path, memory: int) -> SpawnSample:
+    options = GuestOptions(
+        smp=SPAWN_SMP, memory="2G", append=f"mkkernel_pool={SPAWN_POOL >> 20}M", accel=accel
+    )
+    inst = replace(SPAWN_INSTANCE, memory=memory)
     with RunDir(workdir) as run, Guest(images, options, run) as guest:
-        host_boot = run.timing("shell-ready") - run.timing("qemu-started")
+        host_total = run.timing("shell-ready") - run.timing("qemu-started")
+        host = phases.parse(guest.check(f"cat {DEBUGFS}/boot_tsc"))
         mk = Multikernel(guest)
-        mk.spawn(SPAWN_INSTANCE)
-        return SpawnSample(host_boot, mk.spawn_seconds[SPAWN_INSTANCE.name])
+        shell = mk.spawn(inst)
+        started = phases.parse(guest.check(f"cat {DEBUGFS}/start_tsc"))
+        booted = phases.parse(shell.check(f"cat {DEBUGFS}/boot_tsc"))
+        return SpawnSample(
+            phases.breakdown(phases.merge(host), phases.BOOT_PHASES, host_total),
+            phases.breakdown(
+                phases.merge(started, booted), phases.SPAWN_PHASES, mk.spawn_seconds[inst.name]
+            ),
+            guest.machine.accel if guest.machine else accel,
+        )
 
 
-def spawn(images: Images, runs: int, accel: str = "auto") -> list[SpawnSample]:
+def spawn(
+    images: Images, runs: int, accel: str = "auto", memory: int = SPAWN_INSTANCE.memory
+) -> list[SpawnSample]:
     samples = []
     with tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp:
         for n in range(runs):
-            samples.append(spawn_once(images, accel, Path(tmp) / f"run{n}"))
+            samples.append(spawn_once(images, accel, Path(tmp) / f"run{n}", memory))
+            progress.note(f"spawn run {n + 1}/{runs}: {samples[-1].spawn.total:.2f}s")
     return samples
 
 
+def _median_phases(runs: list[phases.Breakdown]) -> dict[str, float]:
+    return {name: statistics.median(r.phases[name] for r in runs) for name in runs[0].phases}
+
+
+def spawn_ratio(samples: list[SpawnSample]) -> float:
+    """Median spawn over median host boot, both measured in the same run."""
+    spawn_median = statistics.median(s.spawn.total for s in samples)
+    return spawn_median / statistics.median(s.host_boot.total for s in samples)
+
+
 def report(samples: list[SpawnSample]) -> str:
-    lines = [f"{'run':>4} {'host boot (s)':>14} {'spawn (s)':>10} {'ratio':>7}"]
-    for n, s in enumerate(samples, start=1):
-        lines.append(f"{n:>4} {s.host_boot:>14.2f} {s.spawn:>10.2f} {s.spawn / s.host_boot:>7.2f}")
-    boot = statistics.median(s.host_boot for s in samples)
-    spawn_median = statistics.median(s.spawn for s in samples)
-    lines.append(
-        f"median host boot {boot:.2f}s, median spawn {spawn_median:.2f}s, "
-        f"spawn/boot ratio {spawn_median / boot:.2f}"
-    )
+    """Each phase per run and its median, for the host's boot and for the spawn."""
+    heads = "".join(f"{f'run {n}':>8}" for n in range(1, len(samples) + 1))
+    lines = [f"{'phase (s)':<38}{heads}{'median':>8}"]
+    for title, runs in (
+        ("host boot: QEMU start to its shell", [s.host_boot for s in samples]),
+        ("spawn: exec call to the instance's shell", [s.spawn for s in samples]),
+    ):
+        lines.append(title)
+        medians = _median_phases(runs)
+        for name, median in medians.items():
+            cells = "".join(f"{r.phases[name]:>8.3f}" for r in runs)
+            lines.append(f"  {name:<36}{cells}{median:>8.3f}")
+        cells = "".join(f"{r.total:>8.3f}" for r in runs)
+        lines.append(f"  {'total':<36}{cells}{statistics.median(r.total for r in runs):>8.3f}")
+    accels = ", ".join(sorted({s.accel for s in samples}))
+    lines.append(f"spawn/boot ratio of the medians {spawn_ratio(samples):.2f} ({accels})")
     return "\n".join(lines)
+
+
+def spawn_json(samples: list[SpawnSample], memory: int) -> dict[str, object]:
+    """The same figures for CI: every run, the medians and the ratio."""
+    return {
+        "accel": sorted({s.accel for s in samples}),
+        "instance_memory": memory,
+        "runs": [{"host_boot": vars(s.host_boot), "spawn": vars(s.spawn)} for s in samples],
+        "median": {
+            "host_boot": _median_phases([s.host_boot for s in samples]),
+            "spawn": _median_phases([s.spawn for s in samples]),
+        },
+        "ratio": spawn_ratio(samples),
+    }
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:

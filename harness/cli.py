@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import re
 import shlex
 import signal
@@ -360,7 +362,21 @@ def cmd_series_check(args: argparse.Namespace) -> int:
 BENCH_RUNS = {"spawn": 3, "cycles": 10, "ipi": 200}
 
 
+def _spawn_bench_checks(args: argparse.Namespace) -> int:
+    """The instance memory of `bench spawn`, refused before anything is built if it cannot work."""
+    if args.what != "spawn" and (args.memory is not None or args.json is not None):
+        raise InfraError("--memory and --json are options of `mkh bench spawn`")
+    memory = bench.SPAWN_INSTANCE.memory if args.memory is None else args.memory
+    inst = dataclasses.replace(bench.SPAWN_INSTANCE, memory=memory)
+    target = dtb.Target(cpus=bench.SPAWN_SMP, pool_free=bench.SPAWN_POOL)
+    problems = dtb.check(dtb.to_dtb([inst]), target)
+    if problems:
+        raise InfraError(f"--memory {memory}: " + "; ".join(str(p) for p in problems))
+    return memory
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    memory = _spawn_bench_checks(args)
     built = images.resolve(_choice(args))
     runs = args.runs or BENCH_RUNS[args.what]
     if args.what == "ipi":
@@ -368,7 +384,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "cycles":
         print(bench.cycles_report(bench.cycles(built, runs, args.accel)))
     else:
-        print(bench.report(bench.spawn(built, runs, args.accel)))
+        samples = bench.spawn(built, runs, args.accel, memory)
+        print(bench.report(samples))
+        if args.json is not None:
+            figures = bench.spawn_json(samples, memory)
+            args.json.write_text(json.dumps(figures, indent=1) + "\n")
+            note(f"wrote {args.json}")
     return 0
 
 
@@ -428,6 +449,15 @@ def parser() -> argparse.ArgumentParser:
         help="spawn: runs to take the median of (3); cycles: cycles (10); ipi: pings (200)",
     )
     bn.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    bn.add_argument(
+        "--memory",
+        type=_size,
+        metavar="SIZE",
+        help="spawn: the instance's memory (default 512M, the usage.rst web-server)",
+    )
+    bn.add_argument(
+        "--json", type=Path, metavar="FILE", help="spawn: also write the figures as JSON"
+    )
     _add_kernel_choice(bn)
     bn.set_defaults(func=cmd_bench)
 

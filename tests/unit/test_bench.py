@@ -1,12 +1,53 @@
-from harness.bench import Cycle, CycleRun, IpiSample, SpawnSample, cycles_report, ipi_report, report
+import pytest
+
+from harness import phases
+from harness.bench import (
+    Cycle,
+    CycleRun,
+    IpiSample,
+    SpawnSample,
+    cycles_report,
+    ipi_report,
+    report,
+    spawn_json,
+)
 
 
-def test_report_gives_each_run_and_the_median_ratio() -> None:
-    text = report([SpawnSample(2.0, 1.0), SpawnSample(4.0, 1.0), SpawnSample(3.0, 3.0)])
-    lines = text.splitlines()
-    assert len(lines) == 5
-    assert lines[1].split() == ["1", "2.00", "1.00", "0.50"]
-    assert lines[-1] == ("median host boot 3.00s, median spawn 1.00s, spawn/boot ratio 0.33")
+def _sample(boot: float, digest: float, kernel: float, total: float) -> SpawnSample:
+    host = phases.Breakdown({"firmware and decompressor": 0.5, phases.REST: boot - 0.5}, boot)
+    spawn = phases.Breakdown(
+        {
+            "purgatory digest check": digest,
+            "kernel entry to /init": kernel,
+            phases.REST: total - digest - kernel,
+        },
+        total,
+    )
+    return SpawnSample(host, spawn, "tcg")
+
+
+def test_report_gives_each_phase_per_run_its_median_and_the_ratio() -> None:
+    samples = [
+        _sample(2.0, 0.4, 0.5, 1.0),
+        _sample(4.0, 0.2, 0.5, 1.0),
+        _sample(3.0, 0.3, 1.5, 3.0),
+    ]
+    lines = report(samples).splitlines()
+    assert lines[0].split() == ["phase", "(s)", "run", "1", "run", "2", "run", "3", "median"]
+    digest = next(line for line in lines if "purgatory digest check" in line)
+    assert digest.split()[-4:] == ["0.400", "0.200", "0.300", "0.300"]
+    totals = [line.split()[-4:] for line in lines if line.strip().startswith("total")]
+    assert totals == [["2.000", "4.000", "3.000", "3.000"], ["1.000", "1.000", "3.000", "1.000"]]
+    assert lines[-1] == "spawn/boot ratio of the medians 0.33 (tcg)"
+
+
+def test_spawn_json_has_every_run_the_medians_and_the_ratio() -> None:
+    figures = spawn_json([_sample(2.0, 0.4, 0.5, 1.0), _sample(4.0, 0.2, 0.5, 1.0)], 1 << 29)
+    assert figures["accel"] == ["tcg"]
+    assert figures["instance_memory"] == 1 << 29
+    assert len(figures["runs"]) == 2  # type: ignore[arg-type]
+    assert figures["median"]["spawn"]["purgatory digest check"] == pytest.approx(0.3)  # type: ignore[index]
+    assert figures["ratio"] == pytest.approx(1 / 3)
 
 
 def test_ipi_report_gives_min_median_p99_and_the_ratio() -> None:
