@@ -29,25 +29,32 @@ class SpawnSample:
     accel: str  # the accelerator QEMU ran with
 
 
+def measure_spawn(guest: Guest, inst: Instance) -> SpawnSample:
+    """Spawn `inst` in a freshly booted guest; the phases of the guest's boot and of the spawn."""
+    if guest.machine is None:
+        raise InfraError("the guest is not running")
+    run = guest.run_dir
+    host_total = run.timing("shell-ready") - run.timing("qemu-started")
+    host = phases.parse(guest.check(f"cat {DEBUGFS}/boot_tsc"))
+    mk = Multikernel(guest)
+    shell = mk.spawn(inst)
+    started = phases.parse(guest.check(f"cat {DEBUGFS}/start_tsc"))
+    booted = phases.parse(shell.check(f"cat {DEBUGFS}/boot_tsc"))
+    return SpawnSample(
+        phases.breakdown(phases.merge(host), phases.BOOT_PHASES, host_total),
+        phases.breakdown(
+            phases.merge(started, booted), phases.SPAWN_PHASES, mk.spawn_seconds[inst.name]
+        ),
+        guest.machine.accel,
+    )
+
+
 def spawn_once(images: Images, accel: str, workdir: Path, memory: int) -> SpawnSample:
     options = GuestOptions(
         smp=SPAWN_SMP, memory="2G", append=f"mkkernel_pool={SPAWN_POOL >> 20}M", accel=accel
     )
-    inst = replace(SPAWN_INSTANCE, memory=memory)
     with RunDir(workdir) as run, Guest(images, options, run) as guest:
-        host_total = run.timing("shell-ready") - run.timing("qemu-started")
-        host = phases.parse(guest.check(f"cat {DEBUGFS}/boot_tsc"))
-        mk = Multikernel(guest)
-        shell = mk.spawn(inst)
-        started = phases.parse(guest.check(f"cat {DEBUGFS}/start_tsc"))
-        booted = phases.parse(shell.check(f"cat {DEBUGFS}/boot_tsc"))
-        return SpawnSample(
-            phases.breakdown(phases.merge(host), phases.BOOT_PHASES, host_total),
-            phases.breakdown(
-                phases.merge(started, booted), phases.SPAWN_PHASES, mk.spawn_seconds[inst.name]
-            ),
-            guest.machine.accel if guest.machine else accel,
-        )
+        return measure_spawn(guest, replace(SPAWN_INSTANCE, memory=memory))
 
 
 def spawn(

@@ -32,10 +32,10 @@ BOOT_PHASES = (
     ("/init to its shell", "init", "shell"),
 )
 SPAWN_PHASES = (
-    ("exec call to INIT/SIPI", "exec", "sipi"),
+    ("exec call, segment check, INIT/SIPI", "exec", "sipi"),
     ("SIPI to trampoline", "sipi", "trampoline"),
     ("trampoline to purgatory", "trampoline", "purgatory"),
-    ("purgatory digest check", "purgatory", "purgatory-done"),
+    ("purgatory", "purgatory", "purgatory-done"),
     ("decompressor", "purgatory-done", "kernel"),
     ("kernel entry to /init", "kernel", "init"),
     ("/init to its shell", "init", "shell"),

@@ -1,0 +1,73 @@
+"""Where a spawn's time goes (the kernels' TSC stamps), and the segment check at start."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from harness import bench, dtb, phases
+from harness.dtb import Instance
+from harness.guest import Guest
+from harness.mk import Multikernel
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Guest]
+
+WEB = Instance("web-server", 1, (1,), 0x20000000)
+_SEGMENT = re.compile(r"segment\[(\d+)\]: buf=\S+ bufsz=0x([0-9a-f]+) mem=0x([0-9a-f]+) memsz=0x")
+
+
+def test_spawn_breakdown_is_ordered_and_adds_up_to_the_total(boot: Boot) -> None:
+    guest = boot(smp=4, memory="2G", append="mkkernel_pool=1G")
+    sample = bench.measure_spawn(guest, WEB)
+    for result, steps in (
+        (sample.host_boot, phases.BOOT_PHASES),
+        (sample.spawn, phases.SPAWN_PHASES),
+    ):
+        # breakdown() refused stamps out of order; every stamped phase is there.
+        assert list(result.phases) == [name for name, _, _ in steps] + [phases.REST]
+        stamped = sum(v for name, v in result.phases.items() if name != phases.REST)
+        assert 0 < stamped <= result.total * 1.02, result
+        assert sum(result.phases.values()) == pytest.approx(result.total)
+    # The instance's kernel ran: its stamps come after the host's exec call.
+    assert sample.spawn.phases["kernel entry to /init"] > 0
+    assert sample.accel in {"tcg", "kvm"}
+
+
+def _kernel_segment(guest: Guest) -> tuple[int, int]:
+    """(address, bytes loaded) of the largest segment of the last image loaded with debug."""
+    rows = [m.groups() for m in _SEGMENT.finditer(guest.check("dmesg"))]
+    assert rows, "mkctl load --debug logged no segment"
+    _, size, addr = max(rows, key=lambda row: int(row[1], 16))
+    return int(addr, 16), int(size, 16)
+
+
+def test_a_segment_changed_after_the_load_is_refused_at_start(boot: Boot) -> None:
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest)
+    Multikernel.must(mk.upload(dtb.to_dtb([WEB])), "upload")
+    guest.check("dmesg -c > /dev/null")
+    Multikernel.must(mk.load(WEB.id, debug=True), "load")
+    addr, size = _kernel_segment(guest)
+    before = mk.status(WEB.name)
+    # A stray write into the middle of the kernel segment, through /dev/mem.
+    offset = addr + size // 2
+    guest.check(
+        f"printf 'MKHSTRAY' | dd of=/dev/mem bs=1 seek={offset} count=8 conv=notrunc 2>/dev/null"
+    )
+    assert guest.check(f"dd if=/dev/mem bs=1 skip={offset} count=8 2>/dev/null") == "MKHSTRAY"
+    mk.set_cpu_online(1, False)
+    for _ in range(2):  # refused again: nothing repairs the segment behind the user's back
+        outcome = mk.exec(WEB.id)
+        assert outcome.errno == "EBADMSG", outcome.output
+        assert mk.status(WEB.name) == before
+    log = guest.check("dmesg")
+    refusal = rf"web-server: segment \d+ at {addr:#x} \(0x[0-9a-f]+ bytes\) changed since the load"
+    assert re.search(refusal, log), log
+    assert "web-server: started" not in log
+    # Loaded again, the same instance starts and answers.
+    Multikernel.must(mk.unload(WEB.id), "unload")
+    shell = mk.spawn(WEB)
+    assert shell.check("echo up") == "up\n"
