@@ -1,12 +1,13 @@
 """Where the time of a boot and of a spawn goes, from the kernels' TSC stamps.
 
 Every kernel of the series lists the steps of its own start in debugfs
-multikernel/boot_tsc (the purgatory's entry and the end of its digest check
-in a spawned kernel, the kernel's entry, and the steps the mkh init marks:
+multikernel/boot_tsc (the purgatory's entry and its jump to the image in a
+spawned kernel, the kernel's entry, and the steps the mkh init marks:
 `init` when it starts, `shell` just before it runs the shell); the host lists
 the steps of the last instance start in multikernel/start_tsc (the exec
-call, INIT/SIPI sent, the CPU in the trampoline).  All are read on the TSC
-every CPU shares, so differences between kernels are meaningful.
+call, the wakeup of the CPU begun, the CPU in the trampoline).  All are
+read on the TSC every CPU shares, so differences between kernels are
+meaningful.
 
 A phase runs from one stamp to the next; `rest` is what the harness's wall
 clock saw beyond the stamps (QEMU's own start, the console, the shell's
@@ -32,8 +33,8 @@ BOOT_PHASES = (
     ("/init to its shell", "init", "shell"),
 )
 SPAWN_PHASES = (
-    ("exec call, segment check, INIT/SIPI", "exec", "sipi"),
-    ("SIPI to trampoline", "sipi", "trampoline"),
+    ("exec call to wakeup (segment check)", "exec", "wakeup"),
+    ("wakeup (INIT, SIPI) to trampoline", "wakeup", "trampoline"),
     ("trampoline to purgatory", "trampoline", "purgatory"),
     ("purgatory", "purgatory", "purgatory-done"),
     ("decompressor", "purgatory-done", "kernel"),

@@ -3,7 +3,7 @@ import pytest
 from harness import phases
 from harness.errors import InfraError
 
-HOST_START = "tsc_khz 1000\ninstance web-server\nexec 1000000\nsipi 1002000\ntrampoline 1003000\n"
+HOST_START = "tsc_khz 1000\ninstance web-server\nexec 1000000\nwakeup 1002000\ntrampoline 1003000\n"
 INSTANCE_BOOT = (
     "tsc_khz 1000\npurgatory 1003500\npurgatory-done 1203500\nkernel 1253500\n"
     "init 1953500\nshell 1993500\n"
@@ -13,7 +13,7 @@ INSTANCE_BOOT = (
 def test_parse_reads_the_rate_and_every_stamp_but_the_instance_name() -> None:
     stamps = phases.parse(HOST_START)
     assert stamps.khz == 1000
-    assert stamps.tsc == {"exec": 1000000, "sipi": 1002000, "trampoline": 1003000}
+    assert stamps.tsc == {"exec": 1000000, "wakeup": 1002000, "trampoline": 1003000}
 
 
 def test_parse_refuses_stamps_without_a_rate() -> None:
