@@ -71,3 +71,28 @@ def test_a_segment_changed_after_the_load_is_refused_at_start(boot: Boot) -> Non
     Multikernel.must(mk.unload(WEB.id), "unload")
     shell = mk.spawn(WEB)
     assert shell.check("echo up") == "up\n"
+
+
+_NEEDS = re.compile(
+    r"instance tiny: (\d+) KiB cannot hold a kernel of \d+ KiB .* it needs (\d+) KiB"
+)
+
+
+def test_an_instance_too_small_is_refused_at_load_and_the_minimum_boots(boot: Boot) -> None:
+    guest = boot(smp=3, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest)
+    tiny = Instance("tiny", 2, (2,), 16 << 20)
+    Multikernel.must(mk.upload(dtb.to_dtb([tiny])), "upload")
+    guest.check("dmesg -c > /dev/null")
+    refused = mk.load(tiny.id)
+    assert refused.errno == "E2BIG", refused.output
+    log = guest.check("dmesg")
+    found = _NEEDS.search(log)
+    assert found, log
+    assert mk.status(tiny.name) == "ready"  # nothing loaded
+    # The least the kernel said it needs, in whole MiB, starts and answers.
+    least = Instance("least", 1, (1,), -(-int(found.group(2)) // 1024) << 20)
+    Multikernel.must(mk.upload(dtb.to_dtb([least])), "upload")
+    shell = mk.spawn(least)
+    assert shell.check("echo $((6 * 7))") == "42\n"
+    assert shell.check("echo data > /tmp/f && cat /tmp/f") == "data\n"
