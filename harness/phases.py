@@ -80,6 +80,11 @@ class Breakdown:
     phases: dict[str, float]  # seconds, in order, ending with REST
     total: float  # seconds, by the harness's wall clock
 
+    @property
+    def stamped(self) -> float:
+        """Seconds between the first and the last stamp: the kernels' own view."""
+        return self.total - self.phases[REST]
+
 
 def breakdown(stamps: Stamps, steps: tuple[tuple[str, str, str], ...], total: float) -> Breakdown:
     """Phases in seconds between consecutive stamps; refuses missing or unordered ones."""

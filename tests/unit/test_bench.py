@@ -38,7 +38,9 @@ def test_report_gives_each_phase_per_run_its_median_and_the_ratio() -> None:
     assert digest.split()[-4:] == ["0.400", "0.200", "0.300", "0.300"]
     totals = [line.split()[-4:] for line in lines if line.strip().startswith("total")]
     assert totals == [["2.000", "4.000", "3.000", "3.000"], ["1.000", "1.000", "3.000", "1.000"]]
-    assert lines[-1] == "spawn/boot ratio of the medians 0.33 (tcg)"
+    stamped = [line.split()[-4:] for line in lines if line.strip().startswith("stamped")]
+    assert stamped == [["0.500"] * 4, ["0.900", "0.700", "1.800", "0.900"]]
+    assert lines[-1] == ("spawn/boot ratio of the medians 0.33 (tcg); of the stamped medians 1.80")
 
 
 def test_spawn_json_has_every_run_the_medians_and_the_ratio() -> None:
@@ -48,6 +50,7 @@ def test_spawn_json_has_every_run_the_medians_and_the_ratio() -> None:
     assert len(figures["runs"]) == 2  # type: ignore[arg-type]
     assert figures["median"]["spawn"]["purgatory"] == pytest.approx(0.3)  # type: ignore[index]
     assert figures["ratio"] == pytest.approx(1 / 3)
+    assert figures["stamped_ratio"] == pytest.approx(0.8 / 0.5)
 
 
 def test_ipi_report_gives_min_median_p99_and_the_ratio() -> None:
