@@ -14,7 +14,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import bench, dtb, images, initramfs, interactive, result, series, sizes, source
+from . import (
+    bench,
+    dtb,
+    images,
+    initramfs,
+    interactive,
+    result,
+    series,
+    session,
+    sizes,
+    source,
+)
 from .artifacts import RunDir
 from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from .guest import Guest, GuestOptions
@@ -203,7 +214,8 @@ def _command_line(args: argparse.Namespace) -> str:
     """One argument is a shell command line; several are an argv, quoted exactly."""
     words = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not words or not "".join(words).strip():
-        raise InfraError("nothing to run: give --script FILE or -- COMMAND...")
+        script = " --script FILE or" if "script" in args else ""
+        raise InfraError(f"nothing to run: give{script} -- COMMAND...")
     if len(words) == 1:
         return str(words[0])
     return shlex.join(words)
@@ -262,7 +274,39 @@ def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb
     return instances
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    session.paths(args.name)  # a bad name is refused before anything is built
+    choice = _choice(args)
+    options = _options(args)
+    _check_pool(options)
+    built = images.resolve(choice)
+    run_dir = session.start(args.name, built, options, choice, args.artifacts, args.idle_timeout)
+    print(run_dir)
+    note(
+        f"session {args.name} is up: 'mkh exec {args.name} -- CMD', 'mkh shell {args.name}', "
+        f"'mkh down {args.name}' (it ends itself after {args.idle_timeout:.0f} s unused)"
+    )
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    ran = session.run(args.session, _command_line(args), args.timeout)
+    sys.stdout.write(ran.output)
+    sys.stdout.flush()
+    return ran.status
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    note(f"session {args.session} is down (logs: {session.down(args.session)})")
+    return 0
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
+    if args.session:
+        if args.instance:
+            raise InfraError("--instance spawns in a new guest; it does not go with a session")
+        session.attach(args.session)
+        return 0
     choice = _choice(args)
     options = _options(args)
     instances = _instance_setup(args, options) if args.instance else []
@@ -419,6 +463,9 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     shell = sub.add_parser("shell", help="interactive shell on the guest console")
+    shell.add_argument(
+        "session", nargs="?", help="attach to this session (`mkh up`) instead of booting a guest"
+    )
     _add_machine(shell)
     shell.add_argument(
         "--instance",
@@ -434,6 +481,39 @@ def parser() -> argparse.ArgumentParser:
         "(default: the usage.rst example)",
     )
     shell.set_defaults(func=cmd_shell)
+
+    up = sub.add_parser("up", help="boot a guest that stays up (a session) and return")
+    up.add_argument("--name", default="default", help="the session's name (default: default)")
+    up.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=session.DEFAULT_IDLE,
+        metavar="S",
+        help=f"take the guest down after S seconds without a request "
+        f"(default {session.DEFAULT_IDLE:g})",
+    )
+    _add_machine(up)
+    up.set_defaults(func=cmd_up)
+
+    ex = sub.add_parser("exec", help="run a command in a session's guest")
+    ex.add_argument("session", help="the session's name (`mkh up --name`)")
+    ex.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds the command may run (default {DEFAULT_TIMEOUT:g})",
+    )
+    ex.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        help="after --: the command (one argument: a shell command line)",
+    )
+    ex.set_defaults(func=cmd_exec)
+
+    dn = sub.add_parser("down", help="take a session's guest down")
+    dn.add_argument("session", help="the session's name")
+    dn.set_defaults(func=cmd_down)
 
     bn = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
     bn.add_argument(

@@ -33,12 +33,13 @@ def attach(shell: Shell, check_crashes: Callable[[], None]) -> None:
         shell.run(f"stty rows {size.lines} cols {size.columns}")
     with console.driven():
         shell.assume_busy()  # whatever the user leaves running is interrupted before reuse
-        _relay(console, stdin, stdout)
+        relay(console, stdin, stdout)
     os.write(stdout, b"\r\n")
     check_crashes()
 
 
-def _relay(console: Console, stdin: int, stdout: int) -> None:
+def relay(console: Console, stdin: int, stdout: int) -> None:
+    """Copy stdin to the console and the console to stdout until EOF, Ctrl-] or its end."""
     console.send("\n")
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     if saved is not None:

@@ -103,6 +103,9 @@ def test_one_word_is_a_shell_line_and_several_are_an_argv() -> None:
     assert cli._command_line(parse("run", "--", "echo a | wc -c")) == "echo a | wc -c"
     assert cli._command_line(parse("run", "--", "sh", "-c", "exit 7")) == "sh -c 'exit 7'"
     assert cli._command_line(parse("run", "nproc")) == "nproc"
+    assert cli._command_line(parse("exec", "dev", "--", "sh", "-c", "exit 7")) == "sh -c 'exit 7'"
+    with pytest.raises(InfraError, match=r"nothing to run: give -- COMMAND"):
+        cli._command_line(parse("exec", "dev"))
 
 
 def test_run_options_reach_the_guest_options(
