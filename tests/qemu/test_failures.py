@@ -200,7 +200,8 @@ def test_cpu_online_and_exec_racing_never_both_win(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
     mk = Multikernel(guest)
     assert mk.upload(dtb.to_dtb([WEB])).ok
-    # With its log port and UART, so that a kernel that does not come up says why.
+    # With its log port and its UART: a kernel without one has no console for its
+    # shell and powers itself off right after it is up (and says why it did not).
     assert mk.load(WEB.id, cmdline=f"{channels.kernel_params('ttyS1')} mkkernel_uart=ttyS1").ok
     online = "/sys/devices/system/cpu/cpu1/online"
     for _ in range(20):

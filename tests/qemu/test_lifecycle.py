@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
+from harness import channels, dtb
 from harness.dtb import Instance
 from harness.errors import KernelCrash
 from harness.guest import Guest
@@ -18,6 +18,9 @@ pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
 
 WEB = Instance("web-server", 1, (1,), 0x10000000)
+# A kernel loaded without its UART finds no console for its shell and powers
+# itself off right after it is up: tests that need it to stay up give it one.
+WITH_SHELL = f"{channels.kernel_params('ttyS1')} mkkernel_uart=ttyS1"
 DEBUGFS = "/sys/kernel/debug/multikernel"
 # Data messages a sender may have unread by the receiver's user space.
 DATA_WINDOW = 16
@@ -225,7 +228,7 @@ def test_twenty_cycles_give_back_memory_and_cpu(boot: Boot) -> None:
 def test_active_only_once_the_kernel_says_it_is_up(boot: Boot) -> None:
     guest, mk = boot_host(boot)
     assert mk.upload(dtb.to_dtb([WEB])).ok
-    assert mk.load(WEB.id).ok
+    assert mk.load(WEB.id, cmdline=WITH_SHELL).ok
     mk.set_cpu_online(1, False)
     # Read right after the exec returns, long before the kernel has booted.
     started = guest.check(f"mkctl exec --id {WEB.id} && cat {ROOT}/instances/{WEB.name}/status")
@@ -243,7 +246,7 @@ def test_exec_and_unload_racing_one_wins(boot: Boot) -> None:
     assert mk.upload(dtb.to_dtb([WEB])).ok
     mk.set_cpu_online(1, False)
     for _ in range(20):
-        assert mk.load(WEB.id).ok
+        assert mk.load(WEB.id, cmdline=WITH_SHELL).ok
         codes = guest.check(
             f"mkctl exec --id {WEB.id} 2>/dev/null & "
             f"mkctl unload --id {WEB.id} 2>/dev/null; u=$?; wait $!; echo $? $u"
