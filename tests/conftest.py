@@ -39,6 +39,22 @@ def qemu_processes() -> list[str]:
     return found.stdout.splitlines()
 
 
+def clocksource_settled(shell: Shell | Guest) -> None:
+    """Wait until the kernel has left the tsc-early clocksource (up to 30 s).
+
+    About a second after boot a kernel switches to the refined TSC with
+    stop_machine(), and logs it.  A test that stops a CPU (a lockup) or
+    stops reading the kernel log (whose QEMU socket then fills within a few
+    hundred bytes and stalls QEMU) must start after that, or the whole guest
+    hangs instead of what the test stops.
+    """
+    current = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+    shell.check(
+        f"i=0; while [ $(cat {current}) = tsc-early ] && [ $i -lt 300 ]; "
+        "do sleep 0.1; i=$((i + 1)); done"
+    )
+
+
 def apic_ids(shell: Shell | Guest) -> list[int]:
     """The APIC ids of the CPUs the kernel behind `shell` runs on."""
     text = shell.check("cat /proc/cpuinfo")

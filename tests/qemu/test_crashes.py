@@ -13,6 +13,7 @@ from harness.errors import GuestTimeout, KernelCrash
 from harness.guest import Guest
 from harness.mk import Multikernel
 from harness.shell import Shell
+from tests.conftest import clocksource_settled
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
@@ -36,14 +37,7 @@ def provoke(guest: Guest, shell: Shell, action: str) -> KernelCrash:
     # Short detector periods, so the lockups show within seconds.
     sysctl = "/proc/sys/kernel"
     shell.check(f"echo 1 > {sysctl}/watchdog_thresh; echo 1 > {sysctl}/hung_task_timeout_secs")
-    # A kernel switches from tsc-early to the refined tsc clocksource about a
-    # second after boot, with stop_machine(), which never completes while a
-    # CPU spins with preemption off: the whole guest would hang, not the CPU.
-    current = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
-    wait = (
-        "i=0; while [ $(cat {}) = tsc-early ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done"
-    )
-    shell.check(wait.format(current))
+    clocksource_settled(shell)
     assert guest.machine is not None
     with pytest.raises(KernelCrash) as info:
         # In the background: the lockups never return, and the crash must be
@@ -98,6 +92,7 @@ def test_every_command_waits_for_its_kernel_log(
 ) -> None:
     guest = boot(smp=2)
     assert guest.machine is not None
+    clocksource_settled(guest)  # no late boot message fills the unread log
     log = guest.machine.consoles["kmsg"]
     monkeypatch.setattr(shell_module, "LOG_SYNC_TIMEOUT", 3.0)
     log.drive()  # nobody reads the host's kernel log for now
