@@ -192,13 +192,24 @@ class Shell:
             log.forget_text(kmsg)
 
     def _interrupt(self, timeout: float) -> None:
-        """Ctrl-C to whatever runs, then a resync; a shell that does not come back is unusable."""
-        try:
-            self.console.send("\x03")
-            self.sync(timeout)
+        """Ctrl-C to whatever runs, then a resync; a shell that does not come back is unusable.
+
+        A second Ctrl-C follows when the first got no answer: a command the
+        shell had not started yet when the first came (a loaded machine) may
+        run by then and read the resync line as its input.
+        """
+        deadline = time.monotonic() + timeout
+        for left in (2, 1):
+            try:
+                self.console.send("\x03")
+                self.sync(max(0.1, (deadline - time.monotonic()) / left))
+            except GuestTimeout:
+                continue
+            except GuestExited:
+                break
             self._busy = False
-        except (GuestTimeout, GuestExited):
-            self.unusable = "it did not answer after its command was interrupted"
+            return
+        self.unusable = "it did not answer after its command was interrupted"
 
     def assume_busy(self) -> None:
         """Somebody else typed on this console: interrupt and resync before the next command."""
