@@ -53,3 +53,8 @@ def test_unordered_stamps_are_refused() -> None:
 def test_kernels_with_different_rates_are_not_merged() -> None:
     with pytest.raises(InfraError, match="different TSC rates"):
         phases.merge(phases.parse("tsc_khz 1000\n"), phases.parse("tsc_khz 2000\n"))
+
+
+def test_rates_one_refinement_apart_are_one_tsc() -> None:
+    merged = phases.merge(phases.parse("tsc_khz 2596128\n"), phases.parse("tsc_khz 2596149\n"))
+    assert merged.khz == 2596128
