@@ -9,11 +9,15 @@ JOBS ?= $(shell nproc)
 # JUnit XML of the last run, in the cache (nothing generated lands in the repository).
 JUNIT ?= $(shell $(VENV)/bin/python -c \
 	'from harness.paths import cache_root; print(cache_root() / "results" / "junit.xml")')
-SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT)
+SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT) $(if $(BASETEMP),--basetemp=$(BASETEMP))
 
 # The kernel under test (see README): `mkh build` and the suite read these,
 # also when they are given on make's command line (make test-qemu MKH_KERNEL=...).
 export MKH_KERNEL MKH_KERNEL_TREE
+# `make test-qemu TRANSPORT=ssh`: the host's commands over SSH instead of ttyS0.
+ifneq ($(TRANSPORT),)
+export MKH_TRANSPORT := $(TRANSPORT)
+endif
 # `make test-qemu DEBUG_KERNEL=1`: the same suite on the debug build (nightly).
 ifneq ($(DEBUG_KERNEL),)
 export MKH_DEBUG_KERNEL := $(DEBUG_KERNEL)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import shlex
 import signal
@@ -28,11 +29,12 @@ from . import (
 )
 from .artifacts import RunDir
 from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
-from .guest import Guest, GuestOptions
+from .guest import TRANSPORTS, Guest, GuestOptions
 from .machine import free_port
 from .mk import Multikernel
 from .paths import IMAGES_DIR
 from .progress import note
+from .shell import Result
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"
@@ -160,6 +162,14 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
         help="start QEMU's gdbstub and print the gdb command line that attaches to it",
     )
     group.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=os.environ.get("MKH_TRANSPORT", "console"),
+        help="run commands through the shell on ttyS0 (default, or $MKH_TRANSPORT) or over "
+        "SSH, where stdout and stderr stay apart; the consoles are logged and crash-checked "
+        "either way",
+    )
+    group.add_argument(
         "--boot-timeout",
         type=_seconds,
         default=120.0,
@@ -176,6 +186,10 @@ def _choice(args: argparse.Namespace) -> images.KernelChoice:
 
 
 def _options(args: argparse.Namespace) -> GuestOptions:
+    if args.transport not in TRANSPORTS:
+        raise InfraError(
+            f"MKH_TRANSPORT={args.transport} is not a transport (one of {', '.join(TRANSPORTS)})"
+        )
     return GuestOptions(
         smp=args.smp,
         memory=args.memory or DEFAULT_MEMORY,
@@ -184,6 +198,7 @@ def _options(args: argparse.Namespace) -> GuestOptions:
         boot_timeout=args.boot_timeout,
         put=list(args.put),
         gdb_port=free_port() if args.gdb else None,
+        transport=args.transport,
     )
 
 
@@ -251,9 +266,17 @@ def _run_in(
         finally:
             guest.close()
         status.value = ran.status
-    sys.stdout.write(ran.output)
-    sys.stdout.flush()
+    _print(ran)
     return ran.status
+
+
+def _print(ran: Result) -> None:
+    """A command's output on stdout; over SSH its stderr on stderr."""
+    sys.stdout.write(ran.output if ran.stdout is None else ran.stdout)
+    sys.stdout.flush()
+    if ran.stderr:
+        sys.stderr.write(ran.stderr)
+        sys.stderr.flush()
 
 
 def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
@@ -291,8 +314,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     ran = session.run(args.session, _command_line(args), args.timeout)
-    sys.stdout.write(ran.output)
-    sys.stdout.flush()
+    _print(ran)
     return ran.status
 
 
@@ -325,8 +347,12 @@ def cmd_shell(args: argparse.Namespace) -> int:
                 raise InfraError(f"uploading {args.dtb} failed: {outcome.output.strip()}")
             inst = next(i for i in instances if i.name == args.instance)
             shell = mk.spawn(inst)
-        note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
         assert guest.machine is not None
+        if guest.ssh is not None and not args.instance:
+            note(f"logged in over SSH; leave with exit or Ctrl-] (logs: {run.path})")
+            interactive.attach_ssh(guest.ssh, guest.machine.check_crashes)
+            return 0
+        note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
         interactive.attach(shell, guest.machine.check_crashes)
     return 0
 

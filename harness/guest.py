@@ -7,15 +7,21 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import channels, hang, initramfs, kernel
+from . import channels, hang, initramfs, kernel, sshd
 from .artifacts import RunDir
 from .console import Console
-from .errors import GuestTimeout
-from .machine import Machine, MachineConfig
+from .errors import GuestTimeout, InfraError
+from .machine import Machine, MachineConfig, free_port
 from .progress import note
 from .shell import Result, Shell, ShellUnusable
+from .ssh import SshChannel
 
-__all__ = ["Guest", "GuestOptions", "Images", "Result", "Shell"]
+__all__ = ["TRANSPORTS", "Guest", "GuestOptions", "Images", "Result", "Shell"]
+
+# How the harness runs the host's commands: its shell on ttyS0, or SSH.
+TRANSPORTS = ("console", "ssh")
+# QEMU gets a port that was free a moment before; another process may take it first.
+PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class GuestOptions:
     boot_timeout: float = 120.0
     put: list[tuple[Path, str]] = field(default_factory=list)
     gdb_port: int | None = None
+    transport: str = "console"
 
 
 class Guest:
@@ -52,6 +59,7 @@ class Guest:
         self.machine: Machine | None = None
         self._shell: Shell | None = None
         self.shells: list[Shell] = []  # the host's and every spawned kernel's
+        self.ssh: SshChannel | None = None
         self._capturing = False
 
     @property
@@ -65,35 +73,80 @@ class Guest:
 
     def boot(self) -> Guest:
         opts = self.options
+        if opts.transport not in TRANSPORTS:
+            raise InfraError(
+                f"unknown transport {opts.transport!r} (one of {', '.join(TRANSPORTS)})"
+            )
         if self.images.config is not None:
             self.run_dir.keep_config(self.images.config)
-        initrd = initramfs.with_files(self.images.initrd, opts.put, self.run_dir.file("initrd.img"))
+        files = list(opts.put)
+        append = opts.append
+        keys = None
+        if opts.transport == "ssh":
+            keys = sshd.make_keys(self.run_dir.file("ssh"))
+            files += sshd.layer(keys)
+            append = f"{append} {sshd.KERNEL_PARAM}".strip()
+        initrd = initramfs.with_files(self.images.initrd, files, self.run_dir.file("initrd.img"))
         config = MachineConfig(
             kernel=self.images.kernel,
             initrd=initrd,
-            append=opts.append,
+            append=append,
             smp=opts.smp,
             memory=opts.memory,
             accel=opts.accel,
             gdb_port=opts.gdb_port,
         )
-        self.machine = Machine(config, self.run_dir)
-        self.machine.launch()
+        self._launch(config, with_ssh=keys is not None)
         if opts.gdb_port is not None:
             self._announce_gdb(opts.gdb_port)
         self._shell = self.new_shell(channels.HOST_TTY)
         self._shell.wait_ready(opts.boot_timeout)
+        if keys is not None:
+            self._connect_ssh(keys, config)
         self.run_dir.mark("shell-ready")
         return self
 
+    def _launch(self, config: MachineConfig, with_ssh: bool) -> None:
+        for attempt in range(PORT_ATTEMPTS):
+            if with_ssh:
+                config.ssh_port = free_port()
+            self.machine = Machine(config, self.run_dir)
+            try:
+                self.machine.launch()
+                return
+            except InfraError as exc:
+                taken = with_ssh and "host forwarding" in str(exc)
+                if not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
+
+    def _connect_ssh(self, keys: sshd.Keys, config: MachineConfig) -> None:
+        machine = self.machine
+        assert machine is not None and config.ssh_port is not None
+        channel = SshChannel(
+            "127.0.0.1",
+            config.ssh_port,
+            keys,
+            machine.health,
+            log=machine.consoles[channels.log_stream(channels.HOST_TTY)],
+            on_timeout=lambda: self.capture_hang(None),
+        )
+        channel.connect(self.options.boot_timeout)
+        self.ssh = channel
+        self.run_dir.file("ssh-command.txt").write_text(channel.destination + "\n")
+
+    @property
+    def commands(self) -> Shell | SshChannel:
+        """Where the host's commands run: SSH when the guest has it, else the console shell."""
+        return self.ssh if self.ssh is not None else self.shell
+
     def run(self, command: str, timeout: float = 60.0) -> Result:
-        return self.shell.run(command, timeout)
+        return self.commands.run(command, timeout)
 
     def check(self, command: str, timeout: float = 60.0) -> str:
-        return self.shell.check(command, timeout)
+        return self.commands.check(command, timeout)
 
     def write_file(self, path: str, data: bytes) -> None:
-        self.shell.write_file(path, data)
+        self.commands.write_file(path, data)
 
     def _announce_gdb(self, port: int) -> None:
         vmlinux = kernel.companions(self.images.kernel).vmlinux
@@ -115,8 +168,11 @@ class Guest:
         self.shells.append(shell)
         return shell
 
-    def capture_hang(self, stuck: Shell) -> None:
-        """Save registers and every kernel's backtraces before a timeout is acted on."""
+    def capture_hang(self, stuck: Shell | None) -> None:
+        """Save registers and every kernel's backtraces before a timeout is acted on.
+
+        `stuck` is the shell that timed out; None for the SSH channel.
+        """
         if self._capturing or self.machine is None or not self.machine.running():
             return
         self._capturing = True
@@ -142,6 +198,9 @@ class Guest:
 
     def close(self) -> int | None:
         """Tear the guest down (and release a run directory it made); QEMU's exit status."""
+        if self.ssh is not None:
+            self.ssh.close()
+            self.ssh = None
         status = self.machine.shutdown() if self.machine is not None else None
         self.machine = None
         self._shell = None

@@ -68,9 +68,10 @@ def _log_sizes(machine: Machine) -> dict[str, int]:
     return sizes
 
 
-def capture(machine: Machine, kernel: Path, shells: Sequence[Shell], stuck: Shell) -> None:
+def capture(machine: Machine, kernel: Path, shells: Sequence[Shell], stuck: Shell | None) -> None:
+    """Save the hang's evidence; `stuck` is the shell that timed out (None: the SSH channel)."""
     run = machine.run
-    report = [f"timed out on {stuck.name}"]
+    report = [f"timed out on {stuck.name if stuck is not None else 'ssh'}"]
     try:
         registers = machine.hmp("info registers -a")
     except (QMPError, OSError, HarnessError) as exc:

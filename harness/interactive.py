@@ -1,4 +1,4 @@
-"""Attach the user's terminal to a guest console (for `mkh shell`)."""
+"""Attach the user's terminal to a guest console or an SSH login (for `mkh shell`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import shutil
 import sys
 import termios
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pexpect
 
 from .console import Console
 from .guest import Shell
+from .ssh import SshChannel
 
 ESCAPE = b"\x1d"  # Ctrl-]
 
@@ -41,10 +42,7 @@ def attach(shell: Shell, check_crashes: Callable[[], None]) -> None:
 def relay(console: Console, stdin: int, stdout: int) -> None:
     """Copy stdin to the console and the console to stdout until EOF, Ctrl-] or its end."""
     console.send("\n")
-    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
-    if saved is not None:
-        tty.setraw(stdin)
-    try:
+    with _raw(stdin):
         while not console.closed:
             ready, _, _ = select.select([stdin, console.child.child_fd], [], [], 0.5)
             if console.child.child_fd in ready:
@@ -58,6 +56,45 @@ def relay(console: Console, stdin: int, stdout: int) -> None:
                 if not keys or ESCAPE in keys:
                     break
                 console.send(keys.decode(errors="replace"))
+
+
+def attach_ssh(channel: SshChannel, check_crashes: Callable[[], None]) -> None:
+    """A login shell over SSH on a terminal of the user's size, until it exits or Ctrl-]."""
+    stdin = sys.stdin.fileno()
+    stdout = sys.stdout.fileno()
+    size = shutil.get_terminal_size()
+    term = os.environ.get("TERM", "vt100")
+    session = channel.open_shell(term, size.columns, size.lines)
+    try:
+        with _raw(stdin):
+            while not session.exit_status_ready():
+                ready, _, _ = select.select([stdin, session], [], [], 0.5)
+                if session in ready:
+                    data = session.recv(65536)
+                    if not data:
+                        break
+                    os.write(stdout, data)
+                if stdin in ready:
+                    keys = os.read(stdin, 1024)
+                    if not keys or ESCAPE in keys:
+                        break
+                    session.sendall(keys)
+            while session.recv_ready():
+                os.write(stdout, session.recv(65536))
+    finally:
+        session.close()
+    os.write(stdout, b"\r\n")
+    check_crashes()
+
+
+@contextlib.contextmanager
+def _raw(stdin: int) -> Iterator[None]:
+    """The terminal in raw mode for the duration (nothing to do when stdin is no terminal)."""
+    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
+    if saved is not None:
+        tty.setraw(stdin)
+    try:
+        yield
     finally:
         # After a hang-up (SIGHUP) the terminal may be gone; nothing to restore then.
         if saved is not None:

@@ -30,6 +30,7 @@ from .errors import GuestExited, InfraError, KernelCrash
 
 CONNECT_TIMEOUT = 20.0
 QMP_TIMEOUT = 30.0
+GUEST_SSH_PORT = 22
 CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace
 _PR_SET_PDEATHSIG = 1
 
@@ -45,6 +46,9 @@ class MachineConfig:
     cpu: str | None = None
     qemu: str = "qemu-system-x86_64"
     gdb_port: int | None = None  # QEMU's gdbstub on 127.0.0.1:PORT
+    # A virtio NIC on QEMU's user network, the guest's port 22 forwarded to
+    # 127.0.0.1:PORT; the guest reaches nothing else (restrict=on).
+    ssh_port: int | None = None
 
     def cmdline(self) -> str:
         return f"{channels.kernel_params(channels.HOST_TTY)} panic=-1 {self.append}".strip()
@@ -149,6 +153,14 @@ class Machine:
             ]
         if cfg.gdb_port is not None:
             args += ["-gdb", f"tcp:127.0.0.1:{cfg.gdb_port}"]
+        if cfg.ssh_port is not None:
+            forward = f"tcp:127.0.0.1:{cfg.ssh_port}-:{GUEST_SSH_PORT}"
+            args += [
+                "-netdev",
+                f"user,id=net0,restrict=on,hostfwd={forward}",
+                "-device",
+                "virtio-net-pci,netdev=net0",
+            ]
         return args
 
     def launch(self) -> None:

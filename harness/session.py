@@ -213,7 +213,15 @@ def _handle(guest: Guest, conn: socket.socket, request: dict[str, Any]) -> bool:
         except HarnessError as exc:
             _send(conn, {"error": str(exc)})
         else:
-            _send(conn, {"output": ran.output, "status": ran.status})
+            _send(
+                conn,
+                {
+                    "output": ran.output,
+                    "status": ran.status,
+                    "stdout": ran.stdout,
+                    "stderr": ran.stderr,
+                },
+            )
         return False
     if op == "attach":
         _send(conn, {"run": str(guest.run_dir.path)})
@@ -259,7 +267,9 @@ def run(name: str, command: str, timeout: float) -> Result:
     """Run a shell command line in the session's guest."""
     with _connect(name) as conn:
         answer = _ask(conn, {"op": "exec", "command": command, "timeout": timeout})
-    return Result(str(answer["output"]), int(answer["status"]))
+    streams = [answer.get(key) for key in ("stdout", "stderr")]
+    stdout, stderr = (str(text) if text is not None else None for text in streams)
+    return Result(str(answer["output"]), int(answer["status"]), stdout, stderr)
 
 
 DOWN_TIMEOUT = 120.0  # seconds a daemon may take to stop its guest and write result.json

@@ -39,8 +39,17 @@ LOG_SYNC_TIMEOUT = 30.0
 
 @dataclass(frozen=True)
 class Result:
+    """What a command printed, and its exit status.
+
+    `output` is all of it.  Where the transport keeps the streams apart
+    (SSH), `stdout` and `stderr` hold each and `output` is stdout then
+    stderr; a console carries one stream, and they are None.
+    """
+
     output: str
     status: int
+    stdout: str | None = None
+    stderr: str | None = None
 
 
 class ShellUnusable(HarnessError):

@@ -6,7 +6,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="qemu-system-x86 busybox-static build-essential flex bison bc libelf-dev \
-libssl-dev cpio ccache device-tree-compiler git python3-venv xz-utils lz4 binutils"
+libssl-dev cpio ccache device-tree-compiler git python3-venv xz-utils lz4 binutils \
+dropbear-bin openssh-sftp-server"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -29,6 +29,9 @@ if WORKER is None:
 RUN = os.environ["MKH_TEST_RUN"]
 os.environ["MKH_QEMU_NAME"] = f"{RUN}-{WORKER}" if WORKER else RUN
 MKH = [sys.executable, "-m", "harness.cli"]
+# How tests drive the host's commands (`make test-qemu TRANSPORT=ssh`); mkh
+# subprocesses read the same variable.
+TRANSPORT = os.environ.get("MKH_TRANSPORT", "console")
 
 
 def qemu_processes() -> list[str]:
@@ -88,6 +91,8 @@ def boot(
 ) -> Iterator[Callable[..., Guest]]:
     """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards.
 
+    Its commands go through $MKH_TRANSPORT (the console unless it says ssh).
+
     After a test that passed, every kernel's log is flushed and checked once
     more before teardown: a crash printed late still fails the test.  Each
     guest's run directory gets a result.json with the test's verdict.
@@ -95,6 +100,7 @@ def boot(
     started: list[Guest] = []
 
     def start(**options: object) -> Guest:
+        options.setdefault("transport", TRANSPORT)
         run = RunDir(tmp_path / f"run{len(started)}")
         guest = Guest(guest_images, GuestOptions(**options), run)  # type: ignore[arg-type]
         started.append(guest)

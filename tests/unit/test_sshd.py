@@ -1,0 +1,53 @@
+"""The SSH server layer a guest gets: per-run keys, the server and what it links against."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import paramiko
+
+from harness import sshd
+
+
+def test_each_run_gets_its_own_keys_readable_only_by_the_user(tmp_path: Path) -> None:
+    first = sshd.make_keys(tmp_path / "a")
+    second = sshd.make_keys(tmp_path / "b")
+    assert first.client.get_fingerprint() != second.client.get_fingerprint()
+    assert first.host.get_fingerprint() != second.host.get_fingerprint()
+    for keys in (first, second):
+        assert stat.S_IMODE(keys.directory.stat().st_mode) == 0o700
+        for name in ("id_ecdsa", "host_key", "authorized_keys"):
+            assert stat.S_IMODE((keys.directory / name).stat().st_mode) == 0o600, name
+
+
+def test_the_authorized_key_is_the_clients_and_the_pinned_host_key_is_the_servers(
+    tmp_path: Path,
+) -> None:
+    keys = sshd.make_keys(tmp_path / "k")
+    kind, blob, _ = (keys.directory / "authorized_keys").read_text().split()
+    assert (kind, blob) == (keys.client.get_name(), keys.client.get_base64())
+    # What dropbear will present is what the client pins (and ssh(1) finds).
+    printed = subprocess.run(
+        [str(sshd.DROPBEARKEY), "-y", "-f", str(keys.directory / "host_key")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"{keys.host.get_name()} {keys.host.get_base64()}" in printed
+    known = paramiko.HostKeys(str(keys.directory / "known_hosts"))
+    assert known.lookup(sshd.HOST_ALIAS) == {keys.host.get_name(): keys.host}
+
+
+def test_the_layer_has_the_server_the_sftp_subsystem_and_every_library(tmp_path: Path) -> None:
+    keys = sshd.make_keys(tmp_path / "k")
+    files = dict((dest, src) for src, dest in sshd.layer(keys))
+    assert files["/usr/sbin/dropbear"] == sshd.DROPBEAR
+    assert files[sshd.GUEST_SFTP_SERVER] == sshd.SFTP_SERVER
+    assert files[sshd.GUEST_HOST_KEY] == keys.directory / "host_key"
+    assert files[sshd.GUEST_AUTHORIZED_KEYS] == keys.directory / "authorized_keys"
+    names = {Path(dest).name for dest in files}
+    for needed in ("ld-linux-x86-64.so.2", "libc.so.6", "libtomcrypt.so.1", "libz.so.1"):
+        assert needed in names
+    assert all(src.is_file() for src in files.values())
