@@ -31,6 +31,7 @@ from .errors import (
 )
 from .guest import Images
 from .images import KernelChoice
+from .paths import REPO
 
 FILE = "result.json"
 EXIT_FAIL = 1  # a failed test (a failed command keeps its own status)
@@ -85,6 +86,22 @@ def _qemu(run: RunDir) -> dict[str, str | None]:
     return {"version": qemu_version(argv[0]), "accel": accel}
 
 
+@cache
+def harness_commit() -> dict[str, object] | None:
+    """The harness's git commit, and whether its checkout had changes (None outside git)."""
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return None
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def _sha256(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else None
 
@@ -106,6 +123,7 @@ def write(run: RunDir, outcome: Verdict, images: Images, choice: KernelChoice, w
             "source": images.description,
         },
         "qemu": _qemu(run),
+        "harness": harness_commit(),
         "timings": json.loads(timings.read_text()) if timings.exists() else {},
     }
     target = run.file(FILE)

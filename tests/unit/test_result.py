@@ -1,6 +1,7 @@
 import hashlib
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from harness.errors import (
     KernelCrash,
 )
 from harness.guest import Images
+from harness.paths import REPO
 from tests.unit.fakes import fake_bzimage
 
 
@@ -67,6 +69,11 @@ def test_result_json_names_kernel_qemu_and_timings(tmp_path: Path) -> None:
     }
     assert data["qemu"] == {"version": "QEMU emulator version 9.9.9", "accel": "tcg"}
     assert set(data["timings"]) == {"qemu-started", "result"}
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    assert data["harness"]["commit"] == head.stdout.strip()
+    assert isinstance(data["harness"]["dirty"], bool)
 
 
 def test_result_json_without_qemu_or_series(tmp_path: Path) -> None:
