@@ -23,7 +23,7 @@ ifneq ($(DEBUG_KERNEL),)
 export MKH_DEBUG_KERNEL := $(DEBUG_KERNEL)
 endif
 
-.PHONY: all setup build test test-qemu test-unit lint clean-venv
+.PHONY: all setup build test test-qemu test-hw test-unit lint clean-venv
 
 all: test
 
@@ -43,6 +43,14 @@ lint: setup
 
 test-qemu: build
 	$(PYTEST) $(SUITE) -m qemu tests/qemu
+
+# The suite on a lab machine through labgrid (see README, "A lab machine"):
+# one test at a time, since there is one machine.
+test-hw: build
+	@if [ -z "$(LG_ENV)" ]; then \
+		echo "make test-hw needs LG_ENV=lab.yaml, a labgrid environment (README)" >&2; exit 2; fi
+	$(PYTEST) -m qemu --junitxml=$(JUNIT) $(if $(BASETEMP),--basetemp=$(BASETEMP)) \
+		--lg-env $(LG_ENV) tests/qemu
 
 test: build lint
 	$(PYTEST) $(SUITE) tests

@@ -10,6 +10,12 @@
  *   mkctl send --id N [--count K] [--size B] [--wait]
  *   mkctl recv [--count K] [--timeout S]
  *   mkctl wait --name NAME --state STATE [--timeout S]
+ *   mkctl kexec [--kernel FILE [--initrd FILE] [--cmdline STR]]
+ *
+ * kexec syncs and reboots into a kernel in place of this one: the one given
+ * (loaded with plain kexec_file_load first), else the one `load --id 0`
+ * loaded.  It is how a lab machine leaves its own OS for the kernel under
+ * test, with no kexec-tools needed there (mkctl is static).
  *
  * load and unload with --id 0 work on this kernel's own kexec image (plain
  * kexec_file_load), as /proc/kimage lists it with MK_ID 0.  In a kernel
@@ -103,7 +109,8 @@ static int usage(void)
 		"       mkctl send --id N [--count K] [--size B] [--wait]\n"
 		"       (in an instance, --id 0 is the host)\n"
 		"       mkctl recv [--count K] [--timeout S]\n"
-		"       mkctl wait --name NAME --state STATE [--timeout S]\n");
+		"       mkctl wait --name NAME --state STATE [--timeout S]\n"
+		"       mkctl kexec [--kernel FILE [--initrd FILE] [--cmdline STR]]\n");
 	return 2;
 }
 
@@ -153,6 +160,21 @@ static int do_reboot_cmd(const struct args *a, unsigned int cmd,
 	if (syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd,
 		    &args))
 		return fail(what);
+	return 0;
+}
+
+static int do_kexec(const struct args *a)
+{
+	int ret = a->kernel ? do_load(a, 0) : 0;
+
+	if (ret)
+		return ret;
+	if (!a->kernel && (a->initrd || a->cmdline || a->debug))
+		return usage();
+	sync();
+	if (syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+		    LINUX_REBOOT_CMD_KEXEC, NULL))
+		return fail("kexec");
 	return 0;
 }
 
@@ -392,6 +414,8 @@ int main(int argc, char **argv)
 		return do_recv(&a);
 	if (!strcmp(verb, "wait"))
 		return a.name && a.state ? do_wait(&a) : usage();
+	if (!strcmp(verb, "kexec"))
+		return a.id < 0 ? do_kexec(&a) : usage();
 	if (a.id < 0)
 		return usage();
 	flags = a.id ? KEXEC_MULTIKERNEL | KEXEC_MK_ID((unsigned long)a.id) : 0;

@@ -21,6 +21,7 @@ from . import (
     images,
     initramfs,
     interactive,
+    lab,
     result,
     series,
     session,
@@ -29,12 +30,14 @@ from . import (
 )
 from .artifacts import RunDir
 from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
-from .guest import TRANSPORTS, Guest, GuestOptions
+from .guest import TRANSPORTS, GuestOptions
+from .lab import LabGuest
 from .machine import free_port
 from .mk import Multikernel
 from .paths import IMAGES_DIR
 from .progress import note
 from .shell import Result
+from .target import Target
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"
@@ -170,6 +173,13 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
         "either way",
     )
     group.add_argument(
+        "--lg-env",
+        type=Path,
+        metavar="LAB_YAML",
+        help="boot on the lab machine of this labgrid environment instead of QEMU "
+        "(implies --transport ssh; README: A lab machine)",
+    )
+    group.add_argument(
         "--boot-timeout",
         type=_seconds,
         default=120.0,
@@ -186,6 +196,8 @@ def _choice(args: argparse.Namespace) -> images.KernelChoice:
 
 
 def _options(args: argparse.Namespace) -> GuestOptions:
+    if args.lg_env is not None and not args.lg_env.is_file():
+        raise InfraError(f"--lg-env {args.lg_env}: no such file")
     if args.transport not in TRANSPORTS:
         raise InfraError(
             f"MKH_TRANSPORT={args.transport} is not a transport (one of {', '.join(TRANSPORTS)})"
@@ -198,7 +210,8 @@ def _options(args: argparse.Namespace) -> GuestOptions:
         boot_timeout=args.boot_timeout,
         put=list(args.put),
         gdb_port=free_port() if args.gdb else None,
-        transport=args.transport,
+        transport="ssh" if args.lg_env else args.transport,
+        lab_env=args.lg_env,
     )
 
 
@@ -249,11 +262,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         line = _command_line(args)
     built = images.resolve(choice)
     with RunDir(args.artifacts) as run:
-        return _run_in(run, Guest(built, options, run), line, args.timeout, choice)
+        return _run_in(run, lab.make_guest(built, options, run), line, args.timeout, choice)
 
 
 def _run_in(
-    run: RunDir, guest: Guest, line: str, timeout: float, choice: images.KernelChoice
+    run: RunDir, guest: Target, line: str, timeout: float, choice: images.KernelChoice
 ) -> int:
     with result.recorded(run, guest.images, choice, f"mkh run: {line}") as status:
         try:
@@ -331,14 +344,21 @@ def cmd_shell(args: argparse.Namespace) -> int:
         return 0
     choice = _choice(args)
     options = _options(args)
+    if args.instance and options.lab_env is not None:
+        raise InfraError("--instance needs a UART for the instance's shell, which a lab lacks")
     instances = _instance_setup(args, options) if args.instance else []
     _check_pool(options)
     built = images.resolve(choice)
     with (
         RunDir(args.artifacts) as run,
         result.recorded(run, built, choice, "mkh shell"),
-        Guest(built, options, run) as guest,
+        lab.make_guest(built, options, run) as guest,
     ):
+        if isinstance(guest, LabGuest):
+            assert guest.ssh is not None
+            note(f"logged in over SSH; leave with exit or Ctrl-] (logs: {run.path})")
+            interactive.attach_ssh(guest.ssh, guest.health)
+            return 0
         shell = guest.shell
         if args.instance:
             mk = Multikernel(guest)

@@ -44,6 +44,8 @@ class GuestOptions:
     put: list[tuple[Path, str]] = field(default_factory=list)
     gdb_port: int | None = None
     transport: str = "console"
+    # A labgrid environment: boot on that lab machine instead of QEMU (harness/lab.py).
+    lab_env: Path | None = None
 
 
 class Guest:
@@ -129,6 +131,7 @@ class Guest:
             machine.health,
             log=machine.consoles[channels.log_stream(channels.HOST_TTY)],
             on_timeout=lambda: self.capture_hang(None),
+            transcript=self.run_dir.file("ssh.log"),
         )
         channel.connect(self.options.boot_timeout)
         self.ssh = channel
@@ -167,6 +170,11 @@ class Guest:
         )
         self.shells.append(shell)
         return shell
+
+    def health(self) -> None:
+        """The machine's crash checks, and GuestExited if QEMU has ended."""
+        if self.machine is not None:
+            self.machine.health()
 
     def capture_hang(self, stuck: Shell | None) -> None:
         """Save registers and every kernel's backtraces before a timeout is acted on.

@@ -94,23 +94,28 @@ def _install_busybox(root: Path) -> None:
         link.symlink_to(os.path.relpath(root / "bin" / "busybox", link.parent))
 
 
+def _compile(source: Path, out: Path, log: Path) -> None:
+    proc.run_logged(
+        ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, source],
+        log,
+        what=f"compiling guest/{source.name}",
+    )
+
+
 def _compile_helpers(root: Path, log: Path) -> None:
     for source in _helpers():
-        proc.run_logged(
-            [
-                "gcc",
-                "-static",
-                "-O2",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-o",
-                root / "bin" / source.stem,
-                source,
-            ],
-            log,
-            what=f"compiling guest/{source.name}",
-        )
+        _compile(source, root / "bin" / source.stem, log)
+
+
+def helper(name: str) -> Path:
+    """One static helper of guest/ (`mkctl`) on its own, cached: for a machine's own OS."""
+    source = GUEST_DIR / f"{name}.c"
+    target = cache_dir("images") / f"{name}-{cache_key()}"
+    with locked(target, f"the helper {target.name}"):
+        if not target.exists():
+            with atomic.new_file(target, mode=0o755) as scratch:
+                _compile(source, scratch, target.with_suffix(".log"))
+    return target
 
 
 def build() -> Path:

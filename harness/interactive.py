@@ -62,7 +62,8 @@ def attach_ssh(channel: SshChannel, check_crashes: Callable[[], None]) -> None:
     """A login shell over SSH on a terminal of the user's size, until it exits or Ctrl-]."""
     stdin = sys.stdin.fileno()
     stdout = sys.stdout.fileno()
-    size = shutil.get_terminal_size()
+    # The terminal's own size ($COLUMNS and $LINES may be stale).
+    size = os.get_terminal_size(stdin) if os.isatty(stdin) else os.terminal_size((80, 24))
     term = os.environ.get("TERM", "vt100")
     session = channel.open_shell(term, size.columns, size.lines)
     try:

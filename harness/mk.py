@@ -1,4 +1,4 @@
-"""Drive a guest's multikernel interface over its console.
+"""Drive a target's multikernel interface through its commands (console or SSH).
 
 Upload DTBs to /sys/fs/multikernel, read instances, load, unload, start,
 halt and ping kernels with the guest's `mkctl`, and read /proc/kimage and the
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from . import channels, dtb
 from .errors import InfraError
-from .guest import Guest
 from .initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from .shell import Shell
+from .target import Commands, Target
 
 ROOT = "/sys/fs/multikernel"
 # The UART each spawned kernel gets, in order: the host keeps ttyS0.
@@ -137,7 +137,7 @@ class InstanceView:
     device_tree_source: str
 
 
-def instance_view(shell: Shell | Guest, name: str) -> InstanceView:
+def instance_view(shell: Commands, name: str) -> InstanceView:
     """Instance `name` as the kernel behind `shell` shows it."""
     path = f"{ROOT}/instances/{shlex.quote(name)}"
     return InstanceView(
@@ -148,7 +148,7 @@ def instance_view(shell: Shell | Guest, name: str) -> InstanceView:
     )
 
 
-def instance_views(shell: Shell | Guest) -> dict[str, InstanceView]:
+def instance_views(shell: Commands) -> dict[str, InstanceView]:
     """Every instance the kernel behind `shell` lists, with its files."""
     names = shell.check(f"ls {ROOT}/instances").split()
     return {name: instance_view(shell, name) for name in names}
@@ -157,7 +157,7 @@ def instance_views(shell: Shell | Guest) -> dict[str, InstanceView]:
 class Multikernel:
     """The multikernel interface of one guest."""
 
-    def __init__(self, guest: Guest) -> None:
+    def __init__(self, guest: Target) -> None:
         self.guest = guest
         self.spawned: dict[str, Shell] = {}
         # The console each instance's loaded kernel was given, by instance id.

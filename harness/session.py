@@ -26,14 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import interactive, result
+from . import interactive, lab, result
 from .artifacts import RunDir
 from .errors import HarnessError, InfraError
-from .guest import Guest, GuestOptions, Images
+from .guest import GuestOptions, Images
 from .images import KernelChoice
+from .lab import LabGuest
 from .paths import cache_dir
 from .progress import note
 from .shell import Result
+from .target import Target
 
 DEFAULT_IDLE = 1800.0  # seconds without a request before a session ends itself
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
@@ -158,7 +160,7 @@ def _daemon(
 ) -> None:
     where = paths(name)
     with RunDir(artifacts) as run, result.recorded(run, images, choice, f"mkh up {name}") as status:
-        guest = Guest(images, options, run)
+        guest = lab.make_guest(images, options, run)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             guest.boot()
@@ -179,7 +181,7 @@ def _daemon(
         status.value = 0
 
 
-def _serve(guest: Guest, server: socket.socket, idle: float) -> None:
+def _serve(guest: Target, server: socket.socket, idle: float) -> None:
     """Answer requests until `down` or `idle` seconds without one."""
     while True:
         ready, _, _ = select.select([server], [], [], idle)
@@ -201,7 +203,7 @@ def _send(conn: socket.socket, message: dict[str, Any]) -> None:
         conn.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _handle(guest: Guest, conn: socket.socket, request: dict[str, Any]) -> bool:
+def _handle(guest: Target, conn: socket.socket, request: dict[str, Any]) -> bool:
     """Carry out one request; True when the session must end."""
     op = request.get("op")
     if op == "down":
@@ -224,6 +226,12 @@ def _handle(guest: Guest, conn: socket.socket, request: dict[str, Any]) -> bool:
             )
         return False
     if op == "attach":
+        if isinstance(guest, LabGuest):
+            where = guest.run_dir.file("ssh-command.txt")
+            _send(
+                conn, {"error": f"a lab machine has no console shell to attach to: ssh ({where})"}
+            )
+            return False
         _send(conn, {"run": str(guest.run_dir.path)})
         shell = guest.shell
         with shell.console.driven():

@@ -17,8 +17,10 @@ import logging
 import secrets
 import select
 import shlex
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paramiko
@@ -32,11 +34,14 @@ from .sshd import HOST_ALIAS, Keys
 # own log of each would reach stderr through logging's last-resort handler.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 CONNECT_ATTEMPT = 10.0  # seconds for one TCP connect + handshake + authentication
+KEEPALIVE = 5  # seconds between keepalives on an idle connection
+SFTP_TIMEOUT = 120.0  # seconds one SFTP request may take
 READ_SIZE = 65536
+TAIL_BYTES = 2000
 
 
 class SshChannel:
-    """Commands and files over SSH to one guest (root, public key, pinned host key)."""
+    """Commands and files over SSH to one machine (public key; host key pinned when known)."""
 
     name = "ssh"
 
@@ -48,33 +53,45 @@ class SshChannel:
         health: Callable[[], None],
         log: Console | None = None,
         on_timeout: Callable[[], None] | None = None,
+        username: str = "root",
+        transcript: Path | None = None,
     ) -> None:
         self.host = host
+        self.username = username
+        self.transcript = transcript
         self.port = port
         self.keys = keys
         self.health = health
         self.log = log
         self.on_timeout = on_timeout
         self._client: paramiko.SSHClient | None = None
-        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_client: paramiko.SFTPClient | None = None
         self._nonce = secrets.token_hex(4)
         self._ids = 0
 
     @property
     def destination(self) -> str:
-        """The ssh(1) command line that reaches the same guest."""
-        return (
-            f"ssh -i {shlex.quote(str(self.keys.client_file))} -p {self.port} "
-            f"-o UserKnownHostsFile={shlex.quote(str(self.keys.directory / 'known_hosts'))} "
-            f"-o HostKeyAlias={HOST_ALIAS} root@{self.host}"
-        )
+        """The ssh(1) command line that reaches the same machine."""
+        keys = self.keys
+        if keys.known_hosts is not None:
+            known = f"-o UserKnownHostsFile={shlex.quote(str(keys.known_hosts))} "
+            known += f"-o HostKeyAlias={HOST_ALIAS}"
+        else:
+            known = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+        key = shlex.quote(str(keys.client_file))
+        return f"ssh -i {key} -p {self.port} {known} {self.username}@{self.host}"
 
     def _client_for(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
-        client.get_host_keys().add(
-            f"[{self.host}]:{self.port}", self.keys.host.get_name(), self.keys.host
-        )
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        host = self.keys.host
+        if host is None:
+            # A lab machine's own OS: its host key is not known to the harness.
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        else:
+            # paramiko looks a host up by its plain name on port 22.
+            name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            client.get_host_keys().add(name, host.get_name(), host)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
         return client
 
     def connect(self, timeout: float) -> None:
@@ -88,7 +105,7 @@ class SshChannel:
                 client.connect(
                     self.host,
                     self.port,
-                    username="root",
+                    username=self.username,
                     pkey=self.keys.client,
                     look_for_keys=False,
                     allow_agent=False,
@@ -99,6 +116,13 @@ class SshChannel:
             except paramiko.BadHostKeyException as exc:
                 client.close()
                 raise InfraError(f"the guest's SSH host key is not this run's: {exc}") from exc
+            except paramiko.AuthenticationException as exc:
+                client.close()
+                last = f"authentication failed: {exc}"  # the server may not have its keys yet
+                if time.monotonic() > deadline:
+                    raise GuestTimeout(self.name, f"the SSH server ({last})", timeout, "") from exc
+                time.sleep(SLICE)
+                continue
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 client.close()
                 last = str(exc) or type(exc).__name__
@@ -106,6 +130,10 @@ class SshChannel:
                     raise GuestTimeout(self.name, f"the SSH server ({last})", timeout, "") from exc
                 time.sleep(SLICE)
                 continue
+            transport = client.get_transport()
+            if transport is not None:
+                # A machine that vanishes without closing the connection is noticed.
+                transport.set_keepalive(KEEPALIVE)
             self._client = client
             return
 
@@ -155,30 +183,62 @@ class SshChannel:
         stdout = bytearray()
         stderr = bytearray()
         deadline = time.monotonic() + timeout
+        exited_at: float | None = None
+        self._note(f"$ {command}\n")
         try:
-            channel.exec_command(line)
-            channel.shutdown_write()  # the command reads EOF, never the harness's stdin
+            try:
+                channel.settimeout(CONNECT_ATTEMPT)
+                channel.exec_command(line)
+                channel.shutdown_write()  # the command reads EOF, never the harness's stdin
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.health()
+                raise GuestExited(self.name, f"the command did not start: {exc}") from exc
             while True:
                 while channel.recv_ready():
-                    stdout += channel.recv(READ_SIZE)
+                    stdout += self._note_bytes(channel.recv(READ_SIZE))
                 while channel.recv_stderr_ready():
-                    stderr += channel.recv_stderr(READ_SIZE)
-                if channel.exit_status_ready() and channel.eof_received:
-                    if not channel.recv_ready() and not channel.recv_stderr_ready():
-                        return bytes(stdout), bytes(stderr), channel.recv_exit_status()
-                elif channel.closed:
-                    self.health()
-                    raise GuestExited(self.name, stdout[-2000:].decode(errors="replace"))
+                    stderr += self._note_bytes(channel.recv_stderr(READ_SIZE))
+                if channel.exit_status_ready():
+                    # A background child may hold stdout open past the exit:
+                    # what it prints after a short grace is not waited for.
+                    exited_at = exited_at or time.monotonic()
+                    drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                    if drained and (channel.eof_received or time.monotonic() > exited_at + 1):
+                        status = channel.recv_exit_status()
+                        self._note(f"[exit {status}]\n")
+                        return bytes(stdout), bytes(stderr), status
+                elif channel.closed or (channel.eof_received and channel.status_event.wait(SLICE)):
+                    if not channel.exit_status_ready():
+                        self._note("[ended without an exit status]\n")
+                        self.health()
+                        raise GuestExited(self.name, self._tail(stdout, stderr))
+                    continue
                 self.health()
                 if time.monotonic() > deadline:
+                    self._note(f"[timed out after {timeout:g} s]\n")
                     if self.on_timeout is not None:
                         self.on_timeout()
                     raise GuestTimeout(
-                        self.name, repr(command), timeout, stdout[-2000:].decode(errors="replace")
+                        self.name, repr(command), timeout, self._tail(stdout, stderr)
                     )
-                select.select([channel], [], [], SLICE)
+                if not channel.eof_received:
+                    select.select([channel], [], [], SLICE)
         finally:
             channel.close()
+
+    @staticmethod
+    def _tail(stdout: bytes | bytearray, stderr: bytes | bytearray) -> str:
+        return (bytes(stdout[-TAIL_BYTES:]) + bytes(stderr[-TAIL_BYTES:])).decode(errors="replace")
+
+    def _note(self, text: str) -> None:
+        self._note_bytes(text.encode())
+
+    def _note_bytes(self, data: bytes) -> bytes:
+        """Append to the transcript (what each command printed, as it arrives); `data`."""
+        if self.transcript is not None:
+            with self.transcript.open("ab") as log:
+                log.write(data)
+        return data
 
     def open_shell(self, term: str, columns: int, lines: int) -> paramiko.Channel:
         """An interactive login shell on a pseudo-terminal of that size (for `mkh shell`)."""
@@ -194,33 +254,48 @@ class SshChannel:
             raise GuestCommandFailed(self.name, command, result.status, result.output)
         return result.output
 
-    @property
-    def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self.client.open_sftp()
-        return self._sftp
+    @contextmanager
+    def _sftp(self, what: str) -> Iterator[paramiko.SFTPClient]:
+        """The SFTP session, its failures reported as the harness's errors."""
+        try:
+            if self._sftp_client is None:
+                self._sftp_client = self.client.open_sftp()
+                self._sftp_client.get_channel().settimeout(SFTP_TIMEOUT)  # type: ignore[union-attr]
+            yield self._sftp_client
+        except OSError as exc:
+            if isinstance(exc, (TimeoutError, socket.timeout)):
+                self.health()
+                raise GuestTimeout(self.name, what, SFTP_TIMEOUT, "") from exc
+            raise InfraError(f"{what} over SFTP failed: {exc}") from exc
+        except (paramiko.SSHException, EOFError) as exc:
+            self.health()
+            raise GuestExited(self.name, f"{what} over SFTP failed: {exc}") from exc
 
     def write_file(self, path: str, data: bytes) -> None:
-        """Create (or replace) guest file `path` with exactly `data`."""
-        self.sftp.putfo(io.BytesIO(data), path, confirm=True)
+        """Create (or replace) file `path` with exactly `data`."""
+        with self._sftp(f"writing {path}") as sftp:
+            sftp.putfo(io.BytesIO(data), path, confirm=True)
 
     def read_file(self, path: str) -> bytes:
         buffer = io.BytesIO()
-        self.sftp.getfo(path, buffer)
+        with self._sftp(f"reading {path}") as sftp:
+            sftp.getfo(path, buffer)
         return buffer.getvalue()
 
-    def put(self, local: Path, path: str) -> None:
-        """Copy host file `local` to guest path `path`, with its mode."""
-        self.sftp.put(str(local), path, confirm=True)
-        self.sftp.chmod(path, local.stat().st_mode & 0o7777)
+    def put(self, local: Path, path: str, mode: int | None = None) -> None:
+        """Copy host file `local` to `path`, with its mode (or `mode`)."""
+        with self._sftp(f"copying {local} to {path}") as sftp:
+            sftp.put(str(local), path, confirm=True)
+            sftp.chmod(path, local.stat().st_mode & 0o7777 if mode is None else mode)
 
     def get(self, path: str, local: Path) -> None:
-        self.sftp.get(path, str(local))
+        with self._sftp(f"copying {path} here") as sftp:
+            sftp.get(path, str(local))
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
+        if self._sftp_client is not None:
+            self._sftp_client.close()
+            self._sftp_client = None
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,15 +37,28 @@ _LIBRARY = re.compile(r"(/\S+) \(0x[0-9a-f]+\)$")
 
 @dataclass(frozen=True)
 class Keys:
-    """A run's SSH keys: the client's (private) and the guest's host key (public, pinned)."""
+    """SSH keys: the client's (private) and the server's host key (public, pinned).
 
-    directory: Path
+    `host` None trusts whatever key answers: a lab machine's own OS, whose
+    host key the harness cannot know (labgrid trusts it the same way).
+    """
+
+    client_file: Path
     client: paramiko.PKey
-    host: paramiko.PKey
+    host: paramiko.PKey | None = None
+    known_hosts: Path | None = None
 
     @property
-    def client_file(self) -> Path:
-        return self.directory / "id_ecdsa"
+    def directory(self) -> Path:
+        return self.client_file.parent
+
+
+def load_key(path: Path) -> Keys:
+    """A private key file (any type paramiko reads) as unpinned client Keys."""
+    try:
+        return Keys(path, paramiko.PKey.from_path(path))
+    except Exception as exc:  # paramiko reports unusable keys with several types
+        raise InfraError(f"cannot use the SSH key {path}: {exc}") from None
 
 
 def _require(path: Path, package: str) -> None:
@@ -52,14 +66,19 @@ def _require(path: Path, package: str) -> None:
         raise InfraError(f"{path} is missing: install {package} (scripts/bootstrap.sh does)")
 
 
-def make_keys(directory: Path) -> Keys:
-    """Generate a client key and a dropbear host key in `directory` (created, mode 0700)."""
+def make_keys(directory: Path, authorize: Sequence[paramiko.PKey] = ()) -> Keys:
+    """Generate a client key and a dropbear host key in `directory` (created, mode 0700).
+
+    The server will also let in `authorize` (a lab's own key, say).
+    """
     _require(DROPBEARKEY, "dropbear-bin")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     client = paramiko.ECDSAKey.generate()
     client.write_private_key_file(str(directory / "id_ecdsa"))
     authorized = directory / "authorized_keys"
-    authorized.write_text(f"{client.get_name()} {client.get_base64()} mkh\n")
+    authorized.write_text(
+        "".join(f"{key.get_name()} {key.get_base64()} mkh\n" for key in (client, *authorize))
+    )
     authorized.chmod(0o600)
     host_file = directory / "host_key"
     host_file.unlink(missing_ok=True)
@@ -71,8 +90,9 @@ def make_keys(directory: Path) -> Keys:
         raise InfraError(f"dropbearkey printed no public key for {host_file}")
     kind, blob = line.split()[:2]
     host = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
-    (directory / "known_hosts").write_text(f"{HOST_ALIAS} {kind} {blob}\n")
-    return Keys(directory, client, host)
+    known = directory / "known_hosts"
+    known.write_text(f"{HOST_ALIAS} {kind} {blob}\n")
+    return Keys(directory / "id_ecdsa", client, host, known)
 
 
 def _libraries(binary: Path) -> list[Path]:

@@ -16,7 +16,10 @@ import pytest
 from harness import images, result
 from harness.artifacts import RunDir
 from harness.guest import Guest, GuestOptions, Images
+from harness.lab import Lab, LabGuest, QemuOnly
+from harness.lock import locked
 from harness.machine import process_name
+from harness.paths import cache_dir
 from harness.shell import Shell
 
 # Every QEMU this test process starts (also through `mkh` subprocesses, which
@@ -58,6 +61,24 @@ def clocksource_settled(shell: Shell | Guest) -> None:
     )
 
 
+def stock_tree() -> Path:
+    """A stock Debian 6.12 tree (no series) kept in the cache, made by `mkh kernel-tree`.
+
+    Kept, so later runs rebuild it incrementally.
+    """
+    tree = cache_dir("stock") / "linux"
+    with locked(tree, "the stock kernel tree"):
+        if not (tree / "Makefile").exists():
+            made = subprocess.run(
+                [*MKH, "kernel-tree", "--no-series", str(tree)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert made.returncode == 0, made.stderr
+    return tree
+
+
 def apic_ids(shell: Shell | Guest) -> list[int]:
     """The APIC ids of the CPUs the kernel behind `shell` runs on."""
     text = shell.check("cat /proc/cpuinfo")
@@ -85,23 +106,98 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.stash[_FAILURE] = call.excinfo.value if call.excinfo else None
 
 
+def lab_environment(config: pytest.Config) -> Path | None:
+    """The labgrid environment of a lab run, else None.
+
+    Only `--lg-env FILE` on the command line makes a lab run (`make
+    test-hw` gives it): labgrid also reads $LG_ENV, which a lab user may
+    have exported for other work.
+    """
+    given = any(arg.split("=")[0] == "--lg-env" for arg in config.invocation_params.args)
+    value = config.getoption("lg_env", None) if given else None
+    return Path(value) if value else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if lab_environment(config) is not None and getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("a lab run drives one machine: run it without -n (make test-hw)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a lab run, tests that need QEMU itself are skipped, saying why."""
+    if lab_environment(config) is None:
+        return
+    own_qemu = "on a lab machine: this test starts its own QEMU, not through the boot fixture"
+    for item in items:
+        marker = item.get_closest_marker("qemu_guest")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"on a lab machine: {marker.args[0]}"))
+        elif item.get_closest_marker("qemu") and "boot" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=own_qemu))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """On a lab run, a test that needs what only QEMU has is skipped, naming the need."""
+    try:
+        return (yield)
+    except QemuOnly as exc:
+        if lab_environment(item.config) is None:
+            raise
+        pytest.skip(f"on a lab machine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def lab_machine(request: pytest.FixtureRequest) -> Iterator[Lab | None]:
+    """The lab machine of a lab run (one labgrid environment for the session), else None."""
+    env_file = lab_environment(request.config)
+    if env_file is None:
+        yield None
+        return
+    lab = Lab(env_file)
+    yield lab
+    lab.close()
+
+
+def _require_cpus(guest: LabGuest, options: dict[str, Any]) -> None:
+    cpus = int(guest.check("nproc --all"))
+    wanted = int(options.get("smp", GuestOptions.smp))
+    if cpus < wanted:
+        pytest.skip(f"on a lab machine: needs {wanted} CPUs, the machine has {cpus}")
+
+
 @pytest.fixture
 def boot(
-    guest_images: Images, tmp_path: Path, request: pytest.FixtureRequest
+    guest_images: Images,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    lab_machine: Lab | None,
 ) -> Iterator[Callable[..., Guest]]:
     """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards.
 
     Its commands go through $MKH_TRANSPORT (the console unless it says ssh).
+    On a lab run (`--lg-env`) it boots the kernel under test on the lab
+    machine instead; `smp` then asks for at least that many CPUs there.
 
     After a test that passed, every kernel's log is flushed and checked once
     more before teardown: a crash printed late still fails the test.  Each
     guest's run directory gets a result.json with the test's verdict.
     """
     started: list[Guest] = []
+    lab = lab_machine
 
     def start(**options: object) -> Guest:
-        options.setdefault("transport", TRANSPORT)
         run = RunDir(tmp_path / f"run{len(started)}")
+        if lab is not None:
+            if started:
+                raise QemuOnly("a second machine (a lab run boots one kernel at a time)")
+            append, put = str(options.get("append", "")), list(options.get("put", []))
+            on_lab = LabGuest(guest_images, lab, run, append, put)  # type: ignore[arg-type]
+            started.append(on_lab)  # type: ignore[arg-type]
+            on_lab.boot()
+            _require_cpus(on_lab, options)
+            return on_lab  # type: ignore[return-value]
+        options.setdefault("transport", TRANSPORT)
         guest = Guest(guest_images, GuestOptions(**options), run)  # type: ignore[arg-type]
         started.append(guest)
         return guest.boot()

@@ -134,7 +134,7 @@ def test_timeout_quotes_the_console_and_teardown_kills_qemu(boot: Boot) -> None:
     assert guest.machine is not None and guest.machine.process is not None
     process = guest.machine.process
     with pytest.raises(GuestTimeout) as info:
-        guest.run("echo still-$((40 + 2)); sleep 600", timeout=3)
+        guest.shell.run("echo still-$((40 + 2)); sleep 600", timeout=3)
     assert "still-42" in info.value.tail  # the command's output, not its echo
     guest.close()
     assert process.poll() is not None

@@ -12,7 +12,7 @@ import pytest
 
 from harness.errors import EXIT_CRASH, EXIT_TIMEOUT
 from harness.guest import Images
-from tests.conftest import MKH, kasan_shadow, qemu_processes
+from tests.conftest import MKH, TRANSPORT, kasan_shadow, qemu_processes
 
 pytestmark = pytest.mark.qemu
 
@@ -115,7 +115,10 @@ def shell_session(*args: str, console: str = "ttyS0") -> pexpect.spawn:
     session = pexpect.spawn(
         MKH[0], [*MKH[1:], "shell", *args], encoding="utf-8", timeout=300, dimensions=(40, 120)
     )
-    session.expect(f"attached to {console}; leave with Ctrl-]")
+    if console == "ttyS0" and TRANSPORT == "ssh":
+        session.expect("logged in over SSH; leave with exit or Ctrl-]")
+    else:
+        session.expect(f"attached to {console}; leave with Ctrl-]")
     session.expect(r"mkh-guest:\d+ # ")
     return session
 

@@ -20,7 +20,7 @@ from harness import bzimage
 from harness.errors import EXIT_CRASH
 from harness.guest import Images
 from harness.paths import REPO
-from tests.conftest import MKH, qemu_processes
+from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu
 
@@ -106,8 +106,10 @@ def test_signal_stops_qemu_and_keeps_the_logs(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Where the command's output shows while it runs.
+    log = art / ("ssh.log" if TRANSPORT == "ssh" else "console-ttyS0.log")
     try:
-        wait_for_text(art / "console-ttyS0.log", "started-42")
+        wait_for_text(log, "started-42")
         run.send_signal(sig)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -116,7 +118,7 @@ def test_signal_stops_qemu_and_keeps_the_logs(
     assert run.returncode == code, stderr
     assert stderr.splitlines()[-1] == f"mkh: interrupted by {sig.name}; artifacts: {art}"
     assert qemu_processes() == []
-    assert "started-42" in (art / "console-ttyS0.log").read_text()
+    assert "started-42" in log.read_text()
     data = result_json(art)
     assert (data["verdict"], data["exit_code"]) == ("INTERRUPTED", code)
     assert "qemu-stopped" in data["timings"]

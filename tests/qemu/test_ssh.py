@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import paramiko
+import pexpect
 import pytest
 
 from harness import dtb
@@ -20,9 +21,12 @@ from harness.errors import GuestTimeout, InfraError, KernelCrash
 from harness.guest import Guest, Images
 from harness.mk import Multikernel
 from harness.ssh import SshChannel
-from tests.conftest import MKH
+from tests.conftest import MKH, qemu_processes
 
-pytestmark = pytest.mark.qemu
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.qemu_guest("these test the QEMU guest's SSH transport (a lab run is over SSH)"),
+]
 Boot = Callable[..., Guest]
 INSTANCE = dtb.Instance("ssh-driven", 1, (1,), 0x10000000)
 
@@ -52,8 +56,11 @@ def test_commands_run_over_ssh_not_the_console(boot: Boot) -> None:
     assert ran.status == 3
     assert ran.stdout is not None and ran.stdout.split()[2:] == ["10.0.2.15", "22"]
     assert ran.stderr == "to-stderr\n"
-    # The console's shell saw none of it.
+    # The console's shell saw none of it; the run's SSH transcript has it all.
     assert "to-stderr" not in guest.run_dir.console_log("ttyS0").read_text()
+    transcript = guest.run_dir.file("ssh.log").read_text()
+    assert "$ echo $SSH_CONNECTION; echo to-stderr >&2; exit 3\n" in transcript
+    assert "to-stderr\n[exit 3]\n" in transcript
 
 
 def test_files_go_both_ways_over_sftp(boot: Boot, tmp_path: Path) -> None:
@@ -117,3 +124,24 @@ def test_an_instance_is_spawned_and_reached_with_the_host_driven_over_ssh(boot: 
         guest.ssh is not None
         and guest.ssh.destination in guest.run_dir.file("ssh-command.txt").read_text()
     )
+
+
+def test_mkh_shell_over_ssh_is_a_login_on_a_pty_and_exit_ends_it(guest_images: Images) -> None:
+    session = pexpect.spawn(
+        MKH[0],
+        [*MKH[1:], "shell", "--transport", "ssh", "--smp", "1"],
+        encoding="utf-8",
+        timeout=300,
+        dimensions=(33, 101),
+    )
+    try:
+        session.expect("logged in over SSH; leave with exit or Ctrl-]")
+        session.expect(r"mkh-guest:0 # ")
+        session.sendline("tty; stty size; echo $SSH_CONNECTION")
+        session.expect(r"/dev/pts/0\r\n33 101\r\n\S+ \d+ 10\.0\.2\.15 22\r\n")
+        session.sendline("exit")
+        session.expect(pexpect.EOF)
+    finally:
+        session.close(force=True)
+    assert session.exitstatus == 0
+    assert qemu_processes() == []

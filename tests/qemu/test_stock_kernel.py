@@ -6,23 +6,13 @@ import subprocess
 
 import pytest
 
-from harness.paths import cache_dir
-from tests.conftest import MKH
+from tests.conftest import MKH, stock_tree
 
 pytestmark = pytest.mark.qemu
 
 
 def test_stock_tree_builds_without_the_series_and_boots() -> None:
-    # Kept in the cache so later runs rebuild it incrementally.
-    tree = cache_dir("stock") / "linux"
-    if not (tree / "Makefile").exists():
-        made = subprocess.run(
-            [*MKH, "kernel-tree", "--no-series", str(tree)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert made.returncode == 0, made.stderr
+    tree = stock_tree()
     assert not (tree / "kernel" / "multikernel").exists()
 
     done = subprocess.run(

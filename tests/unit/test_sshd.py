@@ -7,8 +7,11 @@ import subprocess
 from pathlib import Path
 
 import paramiko
+import pytest
 
 from harness import sshd
+from harness.errors import InfraError
+from harness.ssh import SshChannel
 
 
 def test_each_run_gets_its_own_keys_readable_only_by_the_user(tmp_path: Path) -> None:
@@ -51,3 +54,28 @@ def test_the_layer_has_the_server_the_sftp_subsystem_and_every_library(tmp_path:
     for needed in ("ld-linux-x86-64.so.2", "libc.so.6", "libtomcrypt.so.1", "libz.so.1"):
         assert needed in names
     assert all(src.is_file() for src in files.values())
+
+
+def test_a_lab_key_can_be_let_in_as_well(tmp_path: Path) -> None:
+    lab = paramiko.ECDSAKey.generate()
+    keys = sshd.make_keys(tmp_path / "k", authorize=[lab])
+    lines = (keys.directory / "authorized_keys").read_text().splitlines()
+    assert [line.split()[1] for line in lines] == [keys.client.get_base64(), lab.get_base64()]
+
+
+@pytest.mark.parametrize("port", [22, 2222])
+def test_the_pinned_host_key_is_found_on_any_port(tmp_path: Path, port: int) -> None:
+    keys = sshd.make_keys(tmp_path / "k")
+    assert keys.host is not None
+    channel = SshChannel("192.0.2.7", port, keys, lambda: None)
+    client = channel._client_for()
+    # paramiko's own lookup for that address and port (plain name on port 22).
+    name = "192.0.2.7" if port == 22 else f"[192.0.2.7]:{port}"
+    assert client.get_host_keys().lookup(name) == {keys.host.get_name(): keys.host}
+
+
+def test_a_key_file_that_is_no_key_is_refused_with_its_path(tmp_path: Path) -> None:
+    bogus = tmp_path / "key"
+    bogus.write_text("not a key\n")
+    with pytest.raises(InfraError, match=f"cannot use the SSH key {bogus}"):
+        sshd.load_key(bogus)

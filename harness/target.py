@@ -1,0 +1,63 @@
+"""The target API: what a test needs from a machine, however the machine is reached.
+
+`Guest` (a QEMU machine, commands over its console or SSH) and `LabGuest`
+(a lab machine through labgrid, commands over SSH) are both targets;
+`Multikernel`, `mkh run` and the suite's `boot` fixture use only this.
+What only QEMU has (`machine`: QMP, the UARTs of instances' shells) raises
+`lab.QemuOnly` on a lab machine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .artifacts import RunDir
+    from .guest import Images
+    from .machine import Machine
+    from .shell import Result, Shell
+    from .ssh import SshChannel
+
+
+class Commands(Protocol):
+    """A command channel: run a shell command line, check one, write a file."""
+
+    def run(self, command: str, timeout: float = 60.0) -> Result: ...
+
+    def check(self, command: str, timeout: float = 60.0) -> str: ...
+
+    def write_file(self, path: str, data: bytes) -> None: ...
+
+
+class Target(Commands, Protocol):
+    """A booted machine: its commands, its logs and crash state, its spawned kernels' shells."""
+
+    images: Images
+    run_dir: RunDir
+    shells: list[Shell]
+
+    @property
+    def machine(self) -> Machine | None: ...
+
+    @property
+    def shell(self) -> Shell:
+        """The host's console shell (QEMU only)."""
+
+    @property
+    def ssh(self) -> SshChannel | None: ...
+
+    def boot(self) -> Target: ...
+
+    def health(self) -> None:
+        """Raise the crash (or the machine's end) seen so far."""
+
+    def new_shell(self, tty: str) -> Shell: ...
+
+    def finish(self) -> None:
+        """A last look at every log: a late crash still fails the run."""
+
+    def close(self) -> object: ...
+
+    def __enter__(self) -> Target: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None: ...

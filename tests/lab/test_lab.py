@@ -1,0 +1,151 @@
+"""The lab path end to end, against the stand-in reached through a labgrid remote place."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import dtb
+from harness.artifacts import RunDir
+from harness.errors import GuestTimeout, KernelCrash
+from harness.guest import Images
+from harness.lab import Lab, LabGuest, QemuOnly
+from harness.mk import Multikernel
+from tests.conftest import MKH
+from tests.lab.conftest import LocalLab
+
+pytestmark = pytest.mark.qemu
+WEB = dtb.Instance("web-server", 1, (1,), 0x8000000)
+
+
+@pytest.fixture
+def lab(local_lab: LocalLab) -> Iterator[Lab]:
+    opened = Lab(local_lab.env_file)
+    yield opened
+    opened.close()
+
+
+def timings(run: Path) -> dict[str, float]:
+    return dict(json.loads((run / "timings.json").read_text()))
+
+
+def boot(images: Images, lab: Lab, where: Path, append: str = "") -> LabGuest:
+    return LabGuest(images, lab, RunDir(where), append=append).boot()
+
+
+def test_the_kernel_under_test_is_kexeced_from_the_machines_own_os(
+    guest_images: Images, lab: Lab, tmp_path: Path
+) -> None:
+    guest = boot(guest_images, lab, tmp_path / "run")
+    try:
+        cmdline = guest.check("cat /proc/cmdline")
+        assert "mkkernel_pool=256M" in cmdline and "mkh.ssh=1" in cmdline
+        assert guest.check("test -d /sys/fs/multikernel/instances && echo yes") == "yes\n"
+        ran = guest.run("echo out; echo err >&2; exit 4")
+        assert (ran.stdout, ran.stderr, ran.status) == ("out\n", "err\n", 4)
+        guest.finish()
+    finally:
+        guest.close()
+    console = (tmp_path / "run" / "console-serial.log").read_text()
+    # The console, read from before the kexec: the old kernel's last word,
+    # then the kernel under test's boot up to the mkh init.
+    kexec = console.index("kexec_core: Starting new kernel")
+    assert kexec < console.index("Linux version", kexec) < console.index("mkh-guest: ready", kexec)
+    assert "kexec" in timings(tmp_path / "run")
+
+
+def test_multikernel_through_the_lab_target(guest_images: Images, lab: Lab, tmp_path: Path) -> None:
+    guest = boot(guest_images, lab, tmp_path / "run")
+    # Whatever ran (its own OS, or an earlier run's kernel) was reached without a power cycle.
+    assert "power-cycled" not in timings(tmp_path / "run")
+    try:
+        mk = Multikernel(guest)
+        assert mk.upload(dtb.to_dtb([WEB])).ok
+        assert mk.status("web-server") == "ready"
+        assert mk.load(WEB.id, cmdline="mkh-lab").ok
+        assert [(k.mk_id, k.cmdline) for k in mk.kimages()] == [(1, "mkh-lab")]
+        assert mk.unload(WEB.id).ok
+        # An instance's shell needs a UART of its own, which a lab machine lacks.
+        with pytest.raises(QemuOnly, match="only a QEMU guest has"):
+            mk.spawn(WEB)
+        guest.finish()
+    finally:
+        guest.close()
+
+
+@pytest.mark.parametrize(
+    ("append", "error", "boot_timeout"),
+    [
+        # The kernel panics: no init where init= says.
+        ("rdinit=/mkh-none init=/mkh-none", KernelCrash, None),
+        # The kernel runs, but the mkh init never does (busybox's /sbin/init waits).
+        ("rdinit=/mkh-none", GuestTimeout, 30.0),
+    ],
+)
+def test_a_kernel_that_never_comes_up_is_reported_and_power_cycled_away(
+    guest_images: Images,
+    lab: Lab,
+    tmp_path: Path,
+    append: str,
+    error: type[Exception],
+    boot_timeout: float | None,
+) -> None:
+    broken = LabGuest(
+        guest_images, lab, RunDir(tmp_path / "broken"), append, boot_timeout=boot_timeout
+    )
+    with pytest.raises(error):
+        broken.boot()
+    broken.close()
+    assert broken.recovered
+    assert "power-cycled" in timings(tmp_path / "broken")
+    # The machine is usable again: the next run boots the kernel under test.
+    guest = boot(guest_images, lab, tmp_path / "next")
+    try:
+        assert "mkkernel_pool=256M" in guest.check("cat /proc/cmdline")
+        # From the machine's own OS: the power cycle brought it back.
+        assert "power-cycled" not in timings(tmp_path / "next")
+    finally:
+        guest.close()
+
+
+def mkh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MKH, *args], capture_output=True, text=True, timeout=900, check=False)
+
+
+def test_mkh_run_on_the_lab_machine(local_lab: LocalLab, tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    done = mkh(
+        "run",
+        "--lg-env",
+        str(local_lab.env_file),
+        "--artifacts",
+        str(art),
+        "--",
+        "echo out; echo err >&2; test -d /sys/fs/multikernel && exit 4",
+    )
+    assert (done.returncode, done.stdout) == (4, "out\n"), done.stderr
+    assert "err\n" in done.stderr.splitlines(keepends=True)
+    data = json.loads((art / "result.json").read_text())
+    assert (data["verdict"], data["exit_code"]) == ("FAIL", 4)
+    assert "kexec" in data["timings"]
+
+
+def test_a_lab_session_takes_commands_until_it_is_taken_down(local_lab: LocalLab) -> None:
+    name = f"lab-{os.getpid()}"
+    up = mkh("up", "--name", name, "--lg-env", str(local_lab.env_file))
+    assert up.returncode == 0, up.stderr
+    try:
+        first = mkh("exec", name, "--", "echo 7 > /tmp/kept; cat /proc/cmdline")
+        assert first.returncode == 0 and "mkkernel_pool=256M" in first.stdout, first.stderr
+        second = mkh("exec", name, "--", "cat /tmp/kept; exit 3")
+        assert (second.returncode, second.stdout) == (3, "7\n"), second.stderr
+        attach = mkh("shell", name)
+        assert attach.returncode != 0 and "no console shell" in attach.stderr
+    finally:
+        down = mkh("down", name)
+    assert down.returncode == 0, down.stderr
