@@ -10,6 +10,8 @@ JOBS ?= $(shell nproc)
 JUNIT ?= $(shell $(VENV)/bin/python -c \
 	'from harness.paths import cache_root; print(cache_root() / "results" / "junit.xml")')
 SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT) $(if $(BASETEMP),--basetemp=$(BASETEMP))
+# Labels of the self-hosted runners the workflows name (actionlint checks the rest).
+RUNNER_LABELS := mkh-lab
 
 # The kernel under test (see README): `mkh build` and the suite read these,
 # also when they are given on make's command line (make test-qemu MKH_KERNEL=...).
@@ -40,6 +42,7 @@ lint: setup
 	$(VENV)/bin/ruff check harness tests
 	$(VENV)/bin/ruff format --check harness tests
 	$(VENV)/bin/mypy
+	scripts/actionlint.sh $(addprefix --self-hosted-label ,$(RUNNER_LABELS)) .github/workflows/*.yml
 
 test-qemu: build
 	$(PYTEST) $(SUITE) -m qemu tests/qemu

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="qemu-system-x86 busybox-static build-essential flex bison bc libelf-dev \
 libssl-dev cpio ccache device-tree-compiler git python3-venv xz-utils lz4 binutils \
-dropbear-bin openssh-sftp-server"
+dropbear-bin openssh-sftp-server nodejs"
 
 missing=""
 for pkg in $PACKAGES; do
