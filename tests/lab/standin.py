@@ -48,7 +48,7 @@ class StandIn:
                 self.process.wait()
 
 
-def start(directory: Path, own_os: Images, cpus: int = 2, memory: str = "2G") -> StandIn:
+def start(directory: Path, own_os: Images, cpus: int = 4, memory: str = "2G") -> StandIn:
     """Boot the stand-in with `own_os` as the machine's own OS; it answers once booted."""
     directory.mkdir(parents=True, exist_ok=True)
     key = sshd.make_keys(directory / "lab-key")

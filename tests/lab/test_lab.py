@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -16,6 +18,7 @@ from harness.errors import GuestTimeout, KernelCrash
 from harness.guest import Images
 from harness.lab import Lab, LabGuest, QemuOnly
 from harness.mk import Multikernel
+from harness.paths import REPO
 from tests.conftest import MKH
 from tests.lab.conftest import LocalLab
 
@@ -149,3 +152,50 @@ def test_a_lab_session_takes_commands_until_it_is_taken_down(local_lab: LocalLab
     finally:
         down = mkh("down", name)
     assert down.returncode == 0, down.stderr
+
+
+def test_the_suite_runs_on_the_lab_machine_and_skips_what_needs_qemu(
+    local_lab: LocalLab, tmp_path: Path
+) -> None:
+    """`pytest --lg-env` (what make test-hw runs) against the stand-in, on a few QEMU tests."""
+    junit = tmp_path / "junit.xml"
+    # A test run of its own (its QEMU names are its own; the stand-in's are this run's).
+    fresh_run = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTEST_XDIST_WORKER", "MKH_TEST_RUN", "MKH_QEMU_NAME")
+    }
+    chosen = "exit_status or long_and_multiline or cpu_goes_offline or put_file or ttys1 or smp"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            f"--basetemp={tmp_path / 'inner'}",
+            f"--junitxml={junit}",
+            "--lg-env",
+            str(local_lab.env_file),
+            "tests/qemu/test_guest.py",
+            "-k",
+            chosen,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env=fresh_run,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("skipped"), suite.get("failures")) == ("7", "3", "0")
+    assert "on a lab machine: sets the guest's CPU count" in done.stdout
+    assert "on a lab machine: reads the guest's second UART" in done.stdout
+    # The tests that ran booted the kernel under test on the machine.
+    consoles = list((tmp_path / "inner").rglob("console-serial.log"))
+    assert len(consoles) == 4
+    assert all("mkh-guest: ready" in log.read_text() for log in consoles)

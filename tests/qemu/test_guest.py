@@ -26,6 +26,7 @@ def wait_for_text(path: Path, text: str, seconds: float = 10.0) -> str:
     raise AssertionError(f"{text!r} never reached {path}")
 
 
+@pytest.mark.qemu_guest("sets the guest's CPU count")
 @pytest.mark.parametrize("smp", [1, 4])
 def test_guest_sees_as_many_cpus_as_smp(boot: Boot, smp: int) -> None:
     guest = boot(smp=smp)
@@ -65,6 +66,7 @@ def test_cpu_goes_offline_through_sysfs(boot: Boot) -> None:
     assert guest.check("nproc").strip() == "3"
 
 
+@pytest.mark.qemu_guest("reads the guest's second UART")
 def test_ttys1_output_arrives_in_its_own_log(boot: Boot) -> None:
     guest = boot()
     guest.check("test -c /dev/ttyS1")
@@ -74,6 +76,7 @@ def test_ttys1_output_arrives_in_its_own_log(boot: Boot) -> None:
     assert "hello-from-42" not in guest.run_dir.console_log("ttyS0").read_text()
 
 
+@pytest.mark.qemu_guest("reads QEMU's kernel log port")
 def test_every_kernel_message_reaches_the_kmsg_stream(boot: Boot) -> None:
     guest = boot()
     guest.check("echo mkh-kmsg-marker > /dev/kmsg")
