@@ -1,5 +1,5 @@
 # mkh: the two commands a developer needs are `make test-qemu` and `make test`.
-# Each brings a fresh Debian/Ubuntu machine up on its own (scripts/bootstrap.sh).
+# Each brings a fresh Debian 12 machine up on its own (scripts/bootstrap.sh).
 
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
@@ -20,7 +20,7 @@ export MKH_KERNEL MKH_KERNEL_TREE
 ifneq ($(TRANSPORT),)
 export MKH_TRANSPORT := $(TRANSPORT)
 endif
-# `make test-qemu DEBUG_KERNEL=1`: the same suite on the debug build (nightly).
+# `make test-qemu DEBUG_KERNEL=1`: the same suite on the debug build.
 ifneq ($(DEBUG_KERNEL),)
 export MKH_DEBUG_KERNEL := $(DEBUG_KERNEL)
 endif

@@ -41,6 +41,7 @@ from .target import Target
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"
+DEFAULT_BOOT_TIMEOUT = 120.0
 EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 # CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
 MAX_SMP = 16
@@ -182,9 +183,9 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--boot-timeout",
         type=_seconds,
-        default=120.0,
         metavar="S",
-        help="seconds the guest may take to reach its shell (default 120)",
+        help=f"seconds the guest may take to reach its shell (default {DEFAULT_BOOT_TIMEOUT:g}; "
+        "on a lab machine its mkh_boot_timeout)",
     )
 
 
@@ -207,7 +208,8 @@ def _options(args: argparse.Namespace) -> GuestOptions:
         memory=args.memory or DEFAULT_MEMORY,
         append=args.append,
         accel=args.accel,
-        boot_timeout=args.boot_timeout,
+        # A lab machine's own setting (mkh_boot_timeout) unless given.
+        boot_timeout=args.boot_timeout or (0.0 if args.lg_env else DEFAULT_BOOT_TIMEOUT),
         put=list(args.put),
         gdb_port=free_port() if args.gdb else None,
         transport="ssh" if args.lg_env else args.transport,
@@ -216,7 +218,9 @@ def _options(args: argparse.Namespace) -> GuestOptions:
 
 
 def _check_pool(options: GuestOptions) -> None:
-    """A multikernel pool must leave the guest kernel some of its memory."""
+    """A multikernel pool must leave the guest kernel some of its memory (QEMU's --memory)."""
+    if options.lab_env is not None:
+        return  # a lab machine has the memory it has
     memory = sizes.qemu(options.memory)
     for value in POOL.findall(options.append):
         try:
