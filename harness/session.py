@@ -37,6 +37,7 @@ from .progress import note
 from .shell import Result
 from .target import Target
 
+REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
 DEFAULT_IDLE = 1800.0  # seconds without a request before a session ends itself
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
@@ -190,10 +191,13 @@ def _serve(guest: Target, server: socket.socket, idle: float) -> None:
             return
         conn, _ = server.accept()
         with conn:
+            # A client that connects and says nothing must not hold the session.
+            conn.settimeout(REQUEST_TIMEOUT)
             try:
                 request = json.loads(conn.makefile("rb").readline())
-            except ValueError:
+            except (ValueError, OSError):
                 continue
+            conn.settimeout(None)
             if _handle(guest, conn, request):
                 return
 

@@ -1,8 +1,11 @@
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -52,3 +55,27 @@ def test_a_session_that_does_not_answer_is_named(cache: Path) -> None:
     where.info.write_text(json.dumps({"pid": os.getpid(), "run": "/runs/x"}))
     with pytest.raises(InfraError, match="session mute does not answer"):
         session.down("mute")
+
+
+def test_a_silent_client_does_not_hold_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session, "REQUEST_TIMEOUT", 0.5)
+    path = str(tmp_path / "s.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    guest = SimpleNamespace(run_dir=SimpleNamespace(path=tmp_path))
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(path)  # connects and never says anything
+    down = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    down.connect(path)
+    down.sendall(b'{"op": "down"}\n')
+    serving = threading.Thread(target=session._serve, args=(guest, server, 30.0), daemon=True)
+    serving.start()
+    serving.join(10)
+    # The silent client was given up on; the second one was answered and ended the session.
+    assert not serving.is_alive()
+    assert json.loads(down.makefile("rb").readline()) == {"run": str(tmp_path)}
+    for sock in (silent, down, server):
+        sock.close()
