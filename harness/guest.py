@@ -6,6 +6,7 @@ import contextlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from . import channels, hang, initramfs, kernel, sshd
 from .artifacts import RunDir
@@ -15,6 +16,7 @@ from .machine import Machine, MachineConfig, free_port
 from .progress import note
 from .shell import Result, Shell, ShellUnusable
 from .ssh import SshChannel
+from .target import Lifecycle
 
 __all__ = ["TRANSPORTS", "Guest", "GuestOptions", "Images", "Result", "Shell"]
 
@@ -48,7 +50,7 @@ class GuestOptions:
     lab_env: Path | None = None
 
 
-class Guest:
+class Guest(Lifecycle):
     """A machine whose ttyS0 shell the harness drives.  Use as a context manager."""
 
     def __init__(
@@ -73,7 +75,7 @@ class Guest:
     def console(self) -> Console:
         return self.shell.console
 
-    def boot(self) -> Guest:
+    def boot(self) -> Self:
         opts = self.options
         if opts.transport not in TRANSPORTS:
             raise InfraError(
@@ -216,17 +218,3 @@ class Guest:
         if self._owns_run:
             self.run_dir.close()
         return status
-
-    def __enter__(self) -> Guest:
-        try:
-            return self.boot()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        try:
-            if exc_type is None:
-                self.finish()
-        finally:
-            self.close()

@@ -10,6 +10,7 @@ import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import pexpect
 
@@ -42,7 +43,7 @@ def attach(shell: Shell, check_crashes: Callable[[], None]) -> None:
 def relay(console: Console, stdin: int, stdout: int) -> None:
     """Copy stdin to the console and the console to stdout until EOF, Ctrl-] or its end."""
     console.send("\n")
-    with _raw(stdin):
+    with raw_terminal(stdin):
         while not console.closed:
             ready, _, _ = select.select([stdin, console.child.child_fd], [], [], 0.5)
             if console.child.child_fd in ready:
@@ -61,35 +62,48 @@ def relay(console: Console, stdin: int, stdout: int) -> None:
 def attach_ssh(channel: SshChannel, check_crashes: Callable[[], None]) -> None:
     """A login shell over SSH on a terminal of the user's size, until it exits or Ctrl-]."""
     stdin = sys.stdin.fileno()
-    stdout = sys.stdout.fileno()
     # The terminal's own size ($COLUMNS and $LINES may be stale).
     size = os.get_terminal_size(stdin) if os.isatty(stdin) else os.terminal_size((80, 24))
     term = os.environ.get("TERM", "vt100")
     session = channel.open_shell(term, size.columns, size.lines)
     try:
-        with _raw(stdin):
-            while not session.exit_status_ready():
-                ready, _, _ = select.select([stdin, session], [], [], 0.5)
-                if session in ready:
-                    data = session.recv(65536)
-                    if not data:
-                        break
-                    os.write(stdout, data)
-                if stdin in ready:
-                    keys = os.read(stdin, 1024)
-                    if not keys or ESCAPE in keys:
-                        break
-                    session.sendall(keys)
-            while session.recv_ready():
-                os.write(stdout, session.recv(65536))
+        relay_stream(session)  # the shell's exit ends its channel's stream
     finally:
         session.close()
-    os.write(stdout, b"\r\n")
     check_crashes()
 
 
+class Peer(Protocol):
+    """A byte stream to relay the terminal to: a socket, or a paramiko channel."""
+
+    def fileno(self) -> int: ...
+
+    def recv(self, size: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+
+def relay_stream(peer: Peer) -> None:
+    """The terminal, in raw mode, to and from `peer` until its end, EOF or Ctrl-]."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    with raw_terminal(stdin):
+        while True:
+            ready, _, _ = select.select([stdin, peer], [], [])
+            if peer in ready:
+                data = peer.recv(65536)
+                if not data:
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                keys = os.read(stdin, 1024)
+                if not keys or ESCAPE in keys:
+                    break
+                peer.sendall(keys)
+    os.write(stdout, b"\r\n")
+
+
 @contextlib.contextmanager
-def _raw(stdin: int) -> Iterator[None]:
+def raw_terminal(stdin: int) -> Iterator[None]:
     """The terminal in raw mode for the duration (nothing to do when stdin is no terminal)."""
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     if saved is not None:

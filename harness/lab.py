@@ -33,7 +33,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from . import initramfs, sshd
 from .artifacts import RunDir
@@ -43,7 +43,7 @@ from .guest import Guest, GuestOptions, Images
 from .progress import note
 from .shell import READY, Result, Shell
 from .ssh import SshChannel
-from .target import Target
+from .target import Lifecycle, Target
 
 TARGET = "main"
 SERIAL = "serial"  # the console stream's name: console-serial.log
@@ -150,7 +150,7 @@ class Lab:
         self.env.cleanup()
 
 
-class LabGuest:
+class LabGuest(Lifecycle):
     """The kernel under test booted on a lab machine; the same command API as a Guest."""
 
     def __init__(
@@ -178,7 +178,7 @@ class LabGuest:
 
     # -- boot -------------------------------------------------------------
 
-    def boot(self) -> LabGuest:
+    def boot(self) -> Self:
         if self.serial is not None:
             raise QemuOnly("a second machine (a lab run boots one kernel at a time)")
         if self.images.config is not None:
@@ -340,20 +340,6 @@ class LabGuest:
         if self.owns_lab:
             self.lab.close()
             self.owns_lab = False
-
-    def __enter__(self) -> LabGuest:
-        try:
-            return self.boot()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        try:
-            if exc_type is None:
-                self.finish()
-        finally:
-            self.close()
 
 
 def make_guest(images: Images, options: GuestOptions, run: RunDir) -> Target:

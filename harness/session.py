@@ -19,9 +19,7 @@ import re
 import select
 import socket
 import sys
-import termios
 import time
-import tty
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,30 +303,5 @@ def attach(name: str) -> str:
     with _connect(name) as conn:
         answer = _ask(conn, {"op": "attach"})
         note(f"attached to session {name}; leave with Ctrl-] (logs: {answer['run']})")
-        _terminal_relay(conn)
+        interactive.relay_stream(conn)
     return str(answer["run"])
-
-
-def _terminal_relay(conn: socket.socket) -> None:
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
-    if saved is not None:
-        tty.setraw(stdin)
-    try:
-        while True:
-            ready, _, _ = select.select([stdin, conn], [], [])
-            if conn in ready:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                os.write(stdout, data)
-            if stdin in ready:
-                keys = os.read(stdin, 1024)
-                if not keys or interactive.ESCAPE in keys:
-                    break
-                conn.sendall(keys)
-    finally:
-        if saved is not None:
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        os.write(stdout, b"\r\n")

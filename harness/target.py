@@ -9,7 +9,7 @@ What only QEMU has (`machine`: QMP, the UARTs of instances' shells) raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from .artifacts import RunDir
@@ -61,3 +61,34 @@ class Target(Commands, Protocol):
     def __enter__(self) -> Target: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None: ...
+
+
+class Lifecycle:
+    """`with` for a target: boot on entry (closed again if that fails), finish and close on exit.
+
+    `finish` runs only after a block that raised nothing: its last crash
+    check must not hide the block's own error.
+    """
+
+    def boot(self) -> Self:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.boot()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self.finish()
+        finally:
+            self.close()
