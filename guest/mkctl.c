@@ -11,6 +11,12 @@
  *   mkctl recv [--count K] [--timeout S]
  *   mkctl wait --name NAME --state STATE [--timeout S]
  *   mkctl kexec [--kernel FILE [--initrd FILE] [--cmdline STR]]
+ *   mkctl console --id N [--timeout S]
+ *
+ * console relays stdin to /dev/mkcon<N>, the console of instance N over
+ * shared memory, and the console to stdout, until the instance stops (the
+ * device's end of file, status 0) or stdin ends.  It waits up to S seconds
+ * (default 10) for the device, so it can be started before the instance.
  *
  * kexec syncs and reboots into a kernel in place of this one: the one given
  * (loaded with plain kexec_file_load first), else the one `load --id 0`
@@ -110,7 +116,8 @@ static int usage(void)
 		"       (in an instance, --id 0 is the host)\n"
 		"       mkctl recv [--count K] [--timeout S]\n"
 		"       mkctl wait --name NAME --state STATE [--timeout S]\n"
-		"       mkctl kexec [--kernel FILE [--initrd FILE] [--cmdline STR]]\n");
+		"       mkctl kexec [--kernel FILE [--initrd FILE] [--cmdline STR]]\n"
+		"       mkctl console --id N [--timeout S]\n");
 	return 2;
 }
 
@@ -326,6 +333,58 @@ static int do_wait(const struct args *a)
 	return fail("wait");
 }
 
+/* Copy what @from has to @to; 0 at the end of @from. */
+static ssize_t pass(int from, int to)
+{
+	char buf[4096];
+	ssize_t n = read(from, buf, sizeof(buf));
+
+	for (ssize_t done = 0, w; n > 0 && done < n; done += w) {
+		w = write(to, buf + done, n - done);
+		if (w < 0)
+			return -1;
+	}
+	return n;
+}
+
+static int do_console(const struct args *a)
+{
+	uint64_t deadline = now_ns() + a->timeout * 1000000000ull;
+	struct pollfd pfd[2];
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/mkcon%ld", a->id);
+	while ((fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+		if (errno != ENOENT || now_ns() >= deadline)
+			return fail(path);
+		usleep(20000);
+	}
+	pfd[0].fd = fd;
+	pfd[1].fd = STDIN_FILENO;
+	pfd[0].events = pfd[1].events = POLLIN;
+	for (;;) {
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0)
+			return fail("poll");
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = pass(fd, STDOUT_FILENO);
+			if (n < 0)
+				return fail(path);
+			if (!n)
+				return 0;	/* the instance stopped */
+		}
+		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = pass(STDIN_FILENO, fd);
+			if (n < 0)
+				return fail(path);
+			if (!n)
+				return 0;
+		}
+	}
+}
+
 static int parse_long(const char *s, long *v)
 {
 	char *end;
@@ -416,6 +475,8 @@ int main(int argc, char **argv)
 		return a.name && a.state ? do_wait(&a) : usage();
 	if (!strcmp(verb, "kexec"))
 		return a.id < 0 ? do_kexec(&a) : usage();
+	if (!strcmp(verb, "console"))
+		return a.id > 0 ? do_console(&a) : usage();
 	if (a.id < 0)
 		return usage();
 	flags = a.id ? KEXEC_MULTIKERNEL | KEXEC_MK_ID((unsigned long)a.id) : 0;

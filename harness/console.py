@@ -20,9 +20,10 @@ import pexpect
 from pexpect import fdpexpect
 
 from .crash import Crash, Detector
-from .errors import GuestExited, GuestTimeout
+from .errors import GuestExited, GuestTimeout, KernelCrash
 
 SLICE = 0.2  # seconds between health checks while waiting
+CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace
 TAIL_CHARS = 2000
 
 
@@ -260,3 +261,19 @@ class Console:
             self._sock.close()
         finally:
             self._log.close()
+
+
+def report_crash(console: Console, saved: Path, where: str) -> None:
+    """KernelCrash for the crash `console` showed, if any, its excerpt kept in `saved`.
+
+    The console is read a little longer first, for the rest of the backtrace.
+    """
+    if console.crash is None:
+        return
+    console.drain(CRASH_GRACE)
+    crash = console.crash
+    assert crash is not None
+    saved.write_text(crash.text() + "\n")
+    raise KernelCrash(
+        crash.console, crash.kind, crash.line, crash.text(), f"{where}, saved in {saved}"
+    )

@@ -173,6 +173,15 @@ class Guest(Lifecycle):
         self.shells.append(shell)
         return shell
 
+    @property
+    def instance_uarts(self) -> tuple[str, ...]:
+        return channels.SHELL_TTYS[1:]
+
+    def add_console(self, console: Console) -> None:
+        """Log and crash-check one more stream (an instance's mkcon) with the machine's own."""
+        assert self.machine is not None, "guest is not booted"
+        self.machine.consoles[console.name] = console
+
     def health(self) -> None:
         """The machine's crash checks, and GuestExited if QEMU has ended."""
         if self.machine is not None:

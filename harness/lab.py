@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from . import initramfs, sshd
+from . import channels, initramfs, sshd
 from .artifacts import RunDir
-from .console import Console
+from .console import Console, report_crash
 from .errors import GuestExited, GuestTimeout, HarnessError, InfraError, KernelCrash
 from .guest import Guest, GuestOptions, Images
 from .progress import note
@@ -174,6 +174,8 @@ class LabGuest(Lifecycle):
         self.shells: list[Shell] = []
         self.ssh: SshChannel | None = None
         self.serial: Console | None = None
+        # Instances' consoles over shared memory (harness/mkcon.py), by name.
+        self.consoles: dict[str, Console] = {}
         self.recovered = False
 
     # -- boot -------------------------------------------------------------
@@ -282,17 +284,13 @@ class LabGuest(Lifecycle):
 
     def health(self) -> None:
         """KernelCrash if the console showed one; GuestExited if the console server hung up."""
+        for console in self.consoles.values():
+            where = channels.describe(console.name)
+            report_crash(console, self.run_dir.file(f"crash-{console.name}.txt"), where)
         serial = self.serial
         if serial is None:
             return
-        crash = serial.crash
-        if crash is not None:
-            serial.drain(2.0)
-            saved = self.run_dir.file(f"crash-{SERIAL}.txt")
-            saved.write_text(crash.text() + "\n")
-            raise KernelCrash(
-                SERIAL, crash.kind, crash.line, crash.text(), f"the lab console, saved in {saved}"
-            )
+        report_crash(serial, self.run_dir.file(f"crash-{SERIAL}.txt"), "the lab console")
         if serial.closed:
             raise GuestExited(SERIAL, serial.tail())
 
@@ -313,6 +311,13 @@ class LabGuest(Lifecycle):
     def new_shell(self, tty: str) -> Shell:
         raise QemuOnly(f"a UART for an instance's shell ({tty})")
 
+    @property
+    def instance_uarts(self) -> tuple[str, ...]:
+        return ()
+
+    def add_console(self, console: Console) -> None:
+        self.consoles[console.name] = console
+
     def run(self, command: str, timeout: float = 60.0) -> Result:
         return self.commands.run(command, timeout)
 
@@ -331,6 +336,9 @@ class LabGuest(Lifecycle):
         self.health()
 
     def close(self) -> None:
+        for console in self.consoles.values():
+            console.close()
+        self.consoles.clear()
         if self.ssh is not None:
             self.ssh.close()
             self.ssh = None

@@ -25,13 +25,12 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from . import accel, channels
 from .artifacts import RunDir
-from .console import Console
-from .errors import GuestExited, InfraError, KernelCrash
+from .console import CRASH_GRACE, Console, report_crash
+from .errors import GuestExited, InfraError
 
 CONNECT_TIMEOUT = 20.0
 QMP_TIMEOUT = 30.0
 GUEST_SSH_PORT = 22
-CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace
 _PR_SET_PDEATHSIG = 1
 
 
@@ -257,18 +256,8 @@ class Machine:
         for console in self.consoles.values():
             if console.crash is None and ended:
                 console.drain(CRASH_GRACE)  # QEMU is gone: read up to EOF
-            if console.crash is not None:
-                console.drain(CRASH_GRACE)
-                crash = console.crash
-                saved = self.run.file(f"crash-{crash.console}.txt")
-                saved.write_text(crash.text() + "\n")
-                raise KernelCrash(
-                    crash.console,
-                    crash.kind,
-                    crash.line,
-                    crash.text(),
-                    f"{channels.describe(crash.console)}, saved in {saved}",
-                )
+            saved = self.run.file(f"crash-{console.name}.txt")
+            report_crash(console, saved, channels.describe(console.name))
 
     def health(self) -> None:
         """check_crashes(), and GuestExited if QEMU has ended."""

@@ -15,15 +15,16 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from . import channels, dtb
+from . import channels, dtb, mkcon
 from .errors import InfraError
 from .initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from .shell import Shell
 from .target import Commands, Target
 
 ROOT = "/sys/fs/multikernel"
-# The UART each spawned kernel gets, in order: the host keeps ttyS0.
-INSTANCE_CONSOLES = channels.SHELL_TTYS[1:]
+# A spawned kernel's console: a UART of the target's (QEMU's ttyS1-ttyS3, in
+# order), or MKCON, its console over shared memory (harness/mkcon.py).
+MKCON = "mkcon"
 SPAWN_TIMEOUT = 300.0
 POOL_NAME = "Multikernel Memory Pool"
 _STRERROR = {os.strerror(code): name for code, name in errno.errorcode.items()}
@@ -160,7 +161,7 @@ class Multikernel:
     def __init__(self, guest: Target) -> None:
         self.guest = guest
         self.spawned: dict[str, Shell] = {}
-        # The console each instance's loaded kernel was given, by instance id.
+        # The console each instance's loaded kernel was given (a UART or MKCON), by id.
         self.consoles: dict[int, str] = {}
         self.names: dict[int, str] = {}
         # Seconds from the exec call to the instance's shell prompt.
@@ -271,13 +272,11 @@ class Multikernel:
         self.guest.check(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
 
     def free_console(self) -> str:
+        """The next free UART of the target's, else MKCON (which any number can have)."""
         # A halted kernel keeps its console for when it starts again.
         used = {shell.console.name for shell in self.spawned.values()}
         used |= set(self.consoles.values())
-        for name in INSTANCE_CONSOLES:
-            if name not in used:
-                return name
-        raise InfraError(f"all instance consoles ({', '.join(INSTANCE_CONSOLES)}) are in use")
+        return next((tty for tty in self.guest.instance_uarts if tty not in used), MKCON)
 
     def spawn(
         self,
@@ -291,17 +290,23 @@ class Multikernel:
 
         Creates the instance unless it exists, loads /boot/bzImage with the
         guest's initramfs, takes the instance's CPUs offline, starts it and
-        waits for the mkh init's shell on `console` (the next free UART by
-        default; the kernel logs to its own stream, see harness/channels.py).
-        `pause` seconds pass between the load and the start.  Any refusal
-        raises InfraError with the errno.
+        waits for the mkh init's shell on `console`: a UART (the kernel logs
+        to its own stream, see harness/channels.py) or MKCON, the console
+        over shared memory that carries both (harness/mkcon.py).  The next
+        free UART by default, else MKCON.  `pause` seconds pass between the
+        load and the start.  Any refusal raises InfraError with the errno.
         """
         console = console or self.free_console()
-        if self.guest.machine is None:
-            raise InfraError("the guest is not running")
+        if console == MKCON:
+            mkcon.host_channel(self.guest)  # refused before anything is loaded
+            params = f"{mkcon.KERNEL_PARAMS} {cmdline}"
+        elif console in self.guest.instance_uarts:
+            params = f"{channels.kernel_params(console)} mkkernel_uart={console} {cmdline}"
+        else:
+            uarts = ", ".join(self.guest.instance_uarts) or "none here"
+            raise InfraError(f"no console {console!r} for an instance ({MKCON}, or UARTs: {uarts})")
         if inst.name not in self.instances():
             self.must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
-        params = f"{channels.kernel_params(console)} mkkernel_uart={console} {cmdline}"
         self.must(
             self.load(inst.id, cmdline=params.strip()),
             f"loading a kernel into {inst.name}",
@@ -319,7 +324,12 @@ class Multikernel:
             raise InfraError(f"no kernel was loaded into {inst.name} by this harness")
         # A shell of the kernel that ran there before (it stopped on its own).
         self._retire(inst.id, "its instance was started again")
-        shell = self.guest.new_shell(console)
+        if console == MKCON:
+            # Attached before the start, so that nothing the kernel prints is missed.
+            shell = Shell(mkcon.attach(self.guest, inst.id), self.guest.health)
+            self.guest.shells.append(shell)
+        else:
+            shell = self.guest.new_shell(console)
         stream = shell.console
         try:
             with stream.driven():  # from before the start, so no output is missed

@@ -247,6 +247,13 @@ class SshChannel:
         channel.invoke_shell()
         return channel
 
+    def open_stream(self, command: str) -> paramiko.Channel:
+        """`command` running on its own channel, its stdout and stderr one stream (no terminal)."""
+        channel = self._session()
+        channel.set_combine_stderr(True)
+        channel.exec_command(command)
+        return channel
+
     def check(self, command: str, timeout: float = 60.0) -> str:
         """Run a command that must succeed; its output (stdout, then stderr)."""
         result = self.run(command, timeout)

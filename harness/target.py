@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from .artifacts import RunDir
+    from .console import Console
     from .guest import Images
     from .machine import Machine
     from .shell import Result, Shell
@@ -51,7 +52,14 @@ class Target(Commands, Protocol):
     def health(self) -> None:
         """Raise the crash (or the machine's end) seen so far."""
 
+    @property
+    def instance_uarts(self) -> tuple[str, ...]:
+        """The UARTs spawned kernels' shells can have (QEMU's ttyS1-ttyS3; none on a lab)."""
+
     def new_shell(self, tty: str) -> Shell: ...
+
+    def add_console(self, console: Console) -> None:
+        """Log and crash-check `console` with the target's own until it closes."""
 
     def finish(self) -> None:
         """A last look at every log: a late crash still fails the run."""

@@ -1,0 +1,152 @@
+"""Instances without a UART: their console over shared memory, /dev/mkcon<id> in the host.
+
+Each instance here boots with `console=mkcon0` and no UART on its command
+line; the harness reaches it through the host's SSH connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+
+from harness import dtb, mkcon
+from harness.dtb import Instance
+from harness.errors import InfraError, KernelCrash
+from harness.guest import Guest
+from harness.mk import MKCON, Multikernel
+from harness.shell import Shell
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.qemu_guest("these boot a QEMU guest with more CPUs than a lab machine may have"),
+]
+Boot = Callable[..., Guest]
+
+SMALL = Instance("small", 1, (1,), 64 << 20)
+DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
+
+
+def boot_host(boot: Boot, instances: list[Instance], smp: int = 4) -> tuple[Guest, Multikernel]:
+    guest = boot(smp=smp, memory="2G", append="mkkernel_pool=1G", transport="ssh")
+    mk = Multikernel(guest)
+    assert mk.upload(dtb.to_dtb(instances)).ok
+    return guest, mk
+
+
+def device_present(guest: Guest, mk_id: int) -> bool:
+    return guest.run(f"test -c /dev/mkcon{mk_id}").status == 0
+
+
+def test_instance_without_uart_is_reached_through_its_host(boot: Boot) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    shell = mk.spawn(SMALL, console=MKCON)
+    assert shell.console.name == "mkcon1"
+
+    # The instance has no UART: mkcon0 is its only console and its shell's tty.
+    assert shell.check("cat /proc/cmdline").split() == mkcon.KERNEL_PARAMS.split()
+    assert re.findall(r"^(\S+)", shell.check("cat /proc/consoles"), re.M) == ["mkcon0"]
+    assert shell.check("readlink /proc/self/fd/0").strip() == "/dev/mkcon0"
+    # The 8250 driver is built in, but finds no port it may drive.
+    assert "uart:16550" not in shell.check("cat /proc/tty/driver/serial")
+
+    result = shell.run("echo to-stdout; echo to-stderr >&2; exit 3")
+    assert result.status == 3
+    assert result.output == "to-stdout\nto-stderr\n"
+    data = bytes(range(256)) * 8
+    shell.write_file("/tmp/blob", data)
+    assert shell.check("md5sum /tmp/blob").split()[0] == hashlib.md5(data).hexdigest()
+
+    # The host: one root-only character device, nothing dropped.
+    listing = guest.check("ls -l /dev/mkcon1")
+    assert listing.startswith("crw-------"), listing
+    assert guest.check("cat /sys/class/mkcon/mkcon1/dropped").strip() == "0"
+    # The instance's whole kernel log went there, from its first line.
+    log = guest.run_dir.console_log("mkcon1").read_text()
+    assert log.startswith("[    0.000000] Linux version"), log[:200]
+    assert f"Command line: {mkcon.KERNEL_PARAMS}" in log
+
+
+def test_mkcon_without_ssh_is_refused_before_loading(boot: Boot) -> None:
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G", transport="console")
+    mk = Multikernel(guest)
+    with pytest.raises(InfraError, match="needs SSH"):
+        mk.spawn(SMALL, console=MKCON)
+    assert mk.kimages() == []
+
+
+@pytest.mark.parametrize("action", ["BUG", "PANIC"])
+def test_a_crash_in_an_instance_is_caught_on_its_mkcon(boot: Boot, action: str) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    shell = mk.spawn(SMALL, console=MKCON)
+    with pytest.raises(KernelCrash) as info:
+        shell.run(f"echo {action} > {DIRECT} &")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            guest.health()
+            time.sleep(0.2)
+    crash = info.value
+    assert crash.console == "mkcon1"
+    assert crash.kind == ("panic" if action == "PANIC" else "bug"), crash
+    assert "lkdtm" in crash.excerpt
+    assert guest.run_dir.file("crash-mkcon1.txt").exists()
+    shell.take_crash(watch=False)
+    if action == "PANIC":
+        # The host saw it fail; its console stays until the instance is removed.
+        assert mk.wait_status(SMALL.name, "failed").ok
+        assert device_present(guest, SMALL.id)
+        assert mk.remove(SMALL.name).ok
+        assert not device_present(guest, SMALL.id)
+    assert guest.check("echo host-alive") == "host-alive\n"
+
+
+def test_the_device_goes_with_a_halt_and_comes_back_with_a_start(boot: Boot) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    shell = mk.spawn(SMALL, console=MKCON)
+    assert device_present(guest, SMALL.id)
+    assert mk.halt(SMALL.id).ok
+    assert not device_present(guest, SMALL.id)
+    # The relay saw the end of the stream.
+    deadline = time.monotonic() + 10
+    while not shell.console.closed and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shell.console.closed
+    assert "no such" in guest.run("mkctl console --id 1 --timeout 0").output.lower()
+
+    again = mk.start(SMALL)
+    assert again.check("echo second-run") == "second-run\n"
+    assert device_present(guest, SMALL.id)
+
+
+def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    shell = mk.spawn(SMALL, console=MKCON)
+    size = 2 << 20  # 64 times the ring
+    # Once the harness has let go, print without pause, then tell the host.
+    shell.check(
+        f"(sleep 3; head -c {size} /dev/zero | tr '\\0' x > /dev/console; "
+        "mkctl send --id 0) > /dev/null 2>&1 &"
+    )
+    shell.console.close()
+    guest.shells.remove(shell)
+    # Its relay ends with the channel.
+    guest.check("for i in $(seq 100); do pidof mkctl >/dev/null || exit 0; sleep 0.1; done; exit 1")
+    # A reader that holds the device and never reads.
+    guest.check("sleep 600 < /dev/mkcon1 > /dev/null 2>&1 & echo $! > /tmp/silent")
+    assert "busy" in guest.run("cat /dev/mkcon1").output.lower()  # one reader at a time
+    got = guest.run("mkctl recv --count 1 --timeout 90", timeout=120)
+    assert got.status == 0, got.output
+    dropped = int(guest.check("cat /sys/class/mkcon/mkcon1/dropped"))
+    assert dropped >= size - (64 << 10), dropped
+
+    guest.check("kill $(cat /tmp/silent)")
+    time.sleep(0.5)
+    shell = Shell(mkcon.attach(guest, SMALL.id), guest.health)
+    guest.shells.append(shell)
+    shell.sync()
+    assert shell.check("echo still-here") == "still-here\n"
+    log = guest.run_dir.console_log("mkcon1").read_text()
+    assert re.search(r"\[mkcon: \d+ bytes dropped\]", log), log[-2000:]
