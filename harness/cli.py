@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from . import (
     bench,
+    density,
     dtb,
     images,
     initramfs,
@@ -452,28 +453,47 @@ def cmd_series_check(args: argparse.Namespace) -> int:
     return _report(problems)
 
 
-# --runs when not given: spawn runs, cycles, pings.
-BENCH_RUNS = {"spawn": 3, "cycles": 10, "ipi": 200}
+# --runs when not given: spawn runs, cycles, pings (density takes none).
+BENCH_RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1}
 
 
-def _spawn_bench_checks(args: argparse.Namespace) -> int:
-    """The instance memory of `bench spawn`, refused before anything is built if it cannot work."""
-    if args.what != "spawn" and (args.memory is not None or args.json is not None):
-        raise InfraError("--memory and --json are options of `mkh bench spawn`")
-    memory = bench.SPAWN_INSTANCE.memory if args.memory is None else args.memory
-    inst = dataclasses.replace(bench.SPAWN_INSTANCE, memory=memory)
-    target = dtb.Target(cpus=bench.SPAWN_SMP, pool_free=bench.SPAWN_POOL)
-    problems = dtb.check(dtb.to_dtb([inst]), target)
+def _bench_checks(args: argparse.Namespace) -> int:
+    """The instance memory of `bench spawn|density`, refused before anything is built."""
+    if args.what not in ("spawn", "density") and (args.memory is not None or args.json):
+        raise InfraError("--memory and --json are options of `mkh bench spawn` and `density`")
+    if args.what != "density" and args.cpus is not None:
+        raise InfraError("--cpus is an option of `mkh bench density`")
+    if args.what == "density" and args.runs is not None:
+        raise InfraError("`mkh bench density` is one run: it takes no --runs")
+    if args.what == "density":
+        memory = density.DEFAULT_MEMORY if args.memory is None else args.memory
+        cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
+        if not 2 <= cpus <= MAX_SMP:
+            raise InfraError(f"--cpus {cpus}: 2 to {MAX_SMP} (the host keeps CPU 0)")
+        instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
+        target = dtb.Target(cpus=cpus)
+    else:
+        memory = bench.SPAWN_INSTANCE.memory if args.memory is None else args.memory
+        instances = [dataclasses.replace(bench.SPAWN_INSTANCE, memory=memory)]
+        target = dtb.Target(cpus=bench.SPAWN_SMP, pool_free=bench.SPAWN_POOL)
+    problems = dtb.check(dtb.to_dtb(instances), target)
     if problems:
         raise InfraError(f"--memory {memory}: " + "; ".join(str(p) for p in problems))
     return memory
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    memory = _spawn_bench_checks(args)
+    memory = _bench_checks(args)
     built = images.resolve(_choice(args))
     runs = args.runs or BENCH_RUNS[args.what]
-    if args.what == "ipi":
+    if args.what == "density":
+        cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
+        measured = density.run(built, cpus, memory, args.accel)
+        print(density.report(measured))
+        if args.json is not None:
+            args.json.write_text(json.dumps(density.as_json(measured), indent=1) + "\n")
+            note(f"wrote {args.json}")
+    elif args.what == "ipi":
         print(bench.ipi_report(bench.ipi(built, runs, args.accel)))
     elif args.what == "cycles":
         print(bench.cycles_report(bench.cycles(built, runs, args.accel)))
@@ -571,7 +591,9 @@ def parser() -> argparse.ArgumentParser:
         choices=tuple(BENCH_RUNS),
         help="spawn: exec call to instance shell vs QEMU start to host shell; "
         "cycles: ping, halt and start again, per cycle, with the pool's free bytes; "
-        "ipi: ping round trip to an instance vs an IPI round trip inside the host",
+        "ipi: ping round trip to an instance vs an IPI round trip inside the host; "
+        "density: an instance on every CPU but the host's, over their consoles over "
+        "shared memory: start time, memory, host latency, smallest instance memory",
     )
     bn.add_argument(
         "--runs",
@@ -583,10 +605,19 @@ def parser() -> argparse.ArgumentParser:
         "--memory",
         type=_size,
         metavar="SIZE",
-        help="spawn: the instance's memory (default 512M, the usage.rst web-server)",
+        help="spawn: the instance's memory (default 512M, the usage.rst web-server); "
+        "density: each instance's (default 24M), where the search for the smallest starts",
     )
     bn.add_argument(
-        "--json", type=Path, metavar="FILE", help="spawn: also write the figures as JSON"
+        "--cpus",
+        type=_positive,
+        help="density: the guest's CPUs, one instance on each but CPU 0 (default 8)",
+    )
+    bn.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="spawn, density: also write the figures as JSON",
     )
     _add_kernel_choice(bn)
     bn.set_defaults(func=cmd_bench)

@@ -150,3 +150,24 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
     assert shell.check("echo still-here") == "still-here\n"
     log = guest.run_dir.console_log("mkcon1").read_text()
     assert re.search(r"\[mkcon: \d+ bytes dropped\]", log), log[-2000:]
+
+
+def test_seven_instances_on_eight_cpus_each_answer_on_their_console(boot: Boot) -> None:
+    instances = [Instance(f"inst{n}", n, (n,), 64 << 20) for n in range(1, 8)]
+    guest = boot(smp=8, memory="2G", append="mkkernel_pool=512M", transport="ssh")
+    mk = Multikernel(guest)
+    assert mk.upload(dtb.to_dtb(instances)).ok
+    shells = {inst.name: mk.spawn(inst, console=MKCON) for inst in instances}
+
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0"
+    for inst in instances:
+        assert mk.status(inst.name) == "active"
+        token = f"{inst.name}-says-{inst.id * 7919}"
+        shell = shells[inst.name]
+        answer = shell.check(f"echo {inst.name}-says-$(({inst.id} * 7919)); nproc")
+        assert answer.split() == [token, "1"], answer
+        assert shell.console.name == f"mkcon{inst.id}"
+        assert guest.run_dir.console_log(f"mkcon{inst.id}").read_text().count(token) >= 1
+    # The host still answers, and reaches each of them by message too.
+    for inst in instances:
+        assert mk.ping(inst.id, count=1).ok

@@ -1,0 +1,226 @@
+"""`mkh bench density`: an instance on every CPU but the host's, all reached over mkcon.
+
+One guest of `cpus` CPUs (SSH transport: instances' consoles go through the
+host's connection).  First the smallest instance memory that boots to a
+shell is searched for on CPU 1, a MiB at a time down from the density
+size, until the kernel refuses the load or the kernel dies.  Then one
+single-CPU instance per remaining CPU is started, each on its console over
+shared memory, and answers a token.  The host's command latency is measured
+with no instance, with all of them idle, and with all of them spinning;
+the memory figures come from the host's pool and MemAvailable and from
+what each instance's kernel sees.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import dtb, mkcon, progress
+from .artifacts import RunDir
+from .errors import HarnessError
+from .guest import Guest, GuestOptions, Images
+from .mk import MKCON, Multikernel
+from .shell import Shell
+
+MIB = 1 << 20
+DEFAULT_CPUS = 8
+# The smallest memory `make test` proves boots to a shell with the suite's
+# kernel and initramfs (README: "Instances without a UART").
+DEFAULT_MEMORY = 24 * MIB
+SMALLEST_FLOOR = 8 * MIB
+LATENCY_SAMPLES = 20
+PROBE_ID = 2047  # the search's instance, out of the way of the density ones
+PROBE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Smallest:
+    memory: int  # the smallest size that booted to a shell
+    below: str  # what happened one MiB below it
+
+
+@dataclass(frozen=True)
+class DensityRun:
+    accel: str
+    cpus: int
+    memory: int
+    smallest: Smallest | None
+    spawn_seconds: list[float]  # exec call to shell, per instance
+    all_started: float  # first exec call to the last shell, s
+    pool_stride: int  # pool bytes between consecutive instances' starts
+    instance_memtotal: int  # bytes, MemTotal inside an instance
+    instance_memfree: int  # bytes, MemAvailable inside an instance once booted
+    host_bytes_per_instance: int  # host MemAvailable lost per loaded instance
+    latency: dict[str, list[float]]  # host command round trips, s, per situation
+
+
+def _mem_available(commands: Guest | Shell) -> int:
+    """MemAvailable in bytes, as /proc/meminfo of that kernel says."""
+    match = re.search(r"^MemAvailable:\s+(\d+) kB", commands.check("cat /proc/meminfo"), re.M)
+    if match is None:
+        raise HarnessError("no MemAvailable in /proc/meminfo")
+    return int(match.group(1)) * 1024
+
+
+def _mem_total(shell: Shell) -> int:
+    match = re.search(r"^MemTotal:\s+(\d+) kB", shell.check("cat /proc/meminfo"), re.M)
+    if match is None:
+        raise HarnessError("no MemTotal in /proc/meminfo")
+    return int(match.group(1)) * 1024
+
+
+def _latency(guest: Guest, samples: int = LATENCY_SAMPLES) -> list[float]:
+    """Round trips of an empty host command, in seconds."""
+    times = []
+    for _ in range(samples):
+        start = time.monotonic()
+        guest.check(":")
+        times.append(time.monotonic() - start)
+    return times
+
+
+def _probe(guest: Guest, mk: Multikernel, memory: int) -> str | None:
+    """Boot an instance of `memory` bytes on CPU 1; None once its shell answers, else why not."""
+    inst = dtb.Instance("probe", PROBE_ID, (1,), memory)
+    try:
+        shell = mk.spawn(inst, console=MKCON, timeout=PROBE_TIMEOUT)
+        shell.check("echo probe-ok")
+        why = None
+    except HarnessError as exc:
+        why = str(exc).splitlines()[0]
+        if "E2BIG" in why:  # the kernel's own words on what the instance lacks
+            said = guest.check("dmesg | grep 'cannot hold' | tail -n 1").strip()
+            why = re.sub(r"^\[[^]]*\] ", "", said) or why
+        console = guest.machine.consoles.get(mkcon.name(PROBE_ID)) if guest.machine else None
+        if console is not None:
+            console.take_crash(watch=False)  # the probe's death is the answer, not a failure
+    mk.halt(PROBE_ID, force=True)
+    mk.unload(PROBE_ID)
+    mk.must(mk.remove(inst.name), "removing the probe instance")
+    return why
+
+
+def smallest(guest: Guest, mk: Multikernel, start: int) -> Smallest | None:
+    """Down from `start` a MiB at a time: the last size that booted, and why the next did not."""
+    good = None
+    memory = start
+    while memory >= SMALLEST_FLOOR:
+        progress.note(f"density: does a {memory // MIB} MiB instance boot?")
+        why = _probe(guest, mk, memory)
+        if why is not None:
+            return Smallest(good, why) if good is not None else None
+        good = memory
+        memory -= MIB
+    return Smallest(good, "not tried (the floor)") if good is not None else None
+
+
+def measure(images: Images, cpus: int, memory: int, accel: str, workdir: Path) -> DensityRun:
+    count = cpus - 1
+    instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
+    pool = -(-(memory * count + 64 * MIB) // (256 * MIB)) * 256 * MIB
+    options = GuestOptions(
+        smp=cpus,
+        memory=f"{(pool + 1536 * MIB) // MIB}M",
+        append=f"mkkernel_pool={pool // MIB}M",
+        accel=accel,
+        transport="ssh",
+    )
+    with RunDir(workdir) as run, Guest(images, options, run) as guest:
+        mk = Multikernel(guest)
+        found = smallest(guest, mk, memory)
+        quiet = _latency(guest)
+        before = _mem_available(guest)
+        mk.must(mk.upload(dtb.to_dtb(instances)), "creating the instances")
+        shells = []
+        started = time.monotonic()
+        for inst in instances:
+            shells.append(mk.spawn(inst, console=MKCON))
+            progress.note(f"density: {len(shells)}/{count} started")
+        all_started = time.monotonic() - started
+        for inst, shell in zip(instances, shells, strict=True):
+            answer = shell.check(f"echo {inst.name}-$(({inst.id} * 7919))").strip()
+            if answer != f"{inst.name}-{inst.id * 7919}":
+                raise HarnessError(f"{inst.name} answered {answer!r}")
+        host_per_instance = (before - _mem_available(guest)) // count
+        idle = _latency(guest)
+        for shell in shells:
+            shell.check("while :; do :; done > /dev/null 2>&1 &")
+        busy = _latency(guest)
+        pool_map = mk.pool()
+        starts = sorted(
+            child.start
+            for child in (pool_map.children if pool_map else ())
+            if child.name.startswith("dense")
+        )
+        stride = statistics.median(b - a for a, b in itertools.pairwise(starts))
+        accel_used = guest.machine.accel if guest.machine else accel
+        return DensityRun(
+            accel=accel_used,
+            cpus=cpus,
+            memory=memory,
+            smallest=found,
+            spawn_seconds=[mk.spawn_seconds[inst.name] for inst in instances],
+            all_started=all_started,
+            pool_stride=int(stride),
+            instance_memtotal=_mem_total(shells[0]),
+            instance_memfree=_mem_available(shells[0]),
+            host_bytes_per_instance=host_per_instance,
+            latency={"no instance": quiet, f"{count} idle": idle, f"{count} spinning": busy},
+        )
+
+
+def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityRun:
+    with tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp:
+        return measure(images, cpus, memory, accel, Path(tmp))
+
+
+def report(result: DensityRun) -> str:
+    """The table: instances, start times, memory, host latency as ratios to the quiet host."""
+    count = result.cpus - 1
+    per = result.spawn_seconds
+    kib = 1024
+    rows = [
+        ("instances started", f"{count} of {count} (1 CPU each, host on CPU 0; {result.accel})"),
+        (
+            "time to start all",
+            f"{result.all_started:.1f} s (per instance: median {statistics.median(per):.2f} s, "
+            f"min {min(per):.2f}, max {max(per):.2f})",
+        ),
+        ("memory per instance", f"{result.memory // MIB} MiB"),
+        ("  pool stride", f"{result.pool_stride // kib} KiB (2 MiB-aligned starts)"),
+        ("  shared area", "44 KiB at its top: 8 KiB message rings, 36 KiB console"),
+        (
+            "  its kernel sees",
+            f"MemTotal {result.instance_memtotal // kib} KiB, "
+            f"MemAvailable {result.instance_memfree // kib} KiB once booted",
+        ),
+        ("  host RAM per instance", f"{result.host_bytes_per_instance // kib} KiB (image copy)"),
+    ]
+    if result.smallest is not None:
+        rows.append(
+            (
+                "smallest that boots",
+                f"{result.smallest.memory // MIB} MiB; a MiB less: {result.smallest.below}",
+            )
+        )
+    quiet = statistics.median(result.latency["no instance"])
+    for situation, times in result.latency.items():
+        median = statistics.median(times)
+        rows.append(
+            (
+                f"host command, {situation}",
+                f"{median * 1000:.1f} ms median of {len(times)} ({median / quiet:.2f}x quiet)",
+            )
+        )
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def as_json(result: DensityRun) -> dict[str, object]:
+    return asdict(result)
