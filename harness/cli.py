@@ -32,9 +32,8 @@ from . import (
 from .artifacts import RunDir
 from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from .guest import TRANSPORTS, GuestOptions
-from .lab import LabGuest
 from .machine import free_port
-from .mk import Multikernel
+from .mk import MKCON, Multikernel
 from .paths import IMAGES_DIR
 from .progress import note
 from .shell import Result
@@ -46,6 +45,7 @@ DEFAULT_BOOT_TIMEOUT = 120.0
 EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 # CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
 MAX_SMP = 16
+UART = "uart"
 POOL = re.compile(r"(?:^|\s)mkkernel_pool=(\S*)")
 
 
@@ -349,8 +349,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
         return 0
     choice = _choice(args)
     options = _options(args)
-    if args.instance and options.lab_env is not None:
-        raise InfraError("--instance needs a UART for the instance's shell, which a lab lacks")
+    console = _instance_console(args, options)
     instances = _instance_setup(args, options) if args.instance else []
     _check_pool(options)
     built = images.resolve(choice)
@@ -359,27 +358,38 @@ def cmd_shell(args: argparse.Namespace) -> int:
         result.recorded(run, built, choice, "mkh shell"),
         lab.make_guest(built, options, run) as guest,
     ):
-        if isinstance(guest, LabGuest):
-            assert guest.ssh is not None
-            note(f"logged in over SSH; leave with exit or Ctrl-] (logs: {run.path})")
-            interactive.attach_ssh(guest.ssh, guest.health)
-            return 0
-        shell = guest.shell
         if args.instance:
             mk = Multikernel(guest)
             outcome = mk.upload(dtb.to_dtb(instances))
             if not outcome.ok:
                 raise InfraError(f"uploading {args.dtb} failed: {outcome.output.strip()}")
             inst = next(i for i in instances if i.name == args.instance)
-            shell = mk.spawn(inst)
-        assert guest.machine is not None
-        if guest.ssh is not None and not args.instance:
+            shell = mk.spawn(inst, console=console)
+        elif guest.ssh is not None:
             note(f"logged in over SSH; leave with exit or Ctrl-] (logs: {run.path})")
-            interactive.attach_ssh(guest.ssh, guest.machine.check_crashes)
+            interactive.attach_ssh(guest.ssh, guest.health)
             return 0
+        else:
+            shell = guest.shell
         note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
-        interactive.attach(shell, guest.machine.check_crashes)
+        interactive.attach(shell, guest.health)
     return 0
+
+
+def _instance_console(args: argparse.Namespace, options: GuestOptions) -> str | None:
+    """The console `mkh shell --instance` gives the instance; None: a UART if one is free."""
+    choice = args.instance_console
+    if choice is not None and not args.instance:
+        raise InfraError("--instance-console goes with --instance")
+    if options.lab_env is not None:
+        if choice == UART:
+            raise InfraError("a lab machine has no UART for an instance: --instance-console mkcon")
+        return MKCON
+    if choice == MKCON and options.transport != "ssh":
+        raise InfraError(
+            "--instance-console mkcon reaches the instance through SSH: --transport ssh"
+        )
+    return None if choice == UART else choice
 
 
 def cmd_kernel_tree(args: argparse.Namespace) -> int:
@@ -470,6 +480,9 @@ def _bench_checks(args: argparse.Namespace) -> int:
         cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
         if not 2 <= cpus <= MAX_SMP:
             raise InfraError(f"--cpus {cpus}: 2 to {MAX_SMP} (the host keeps CPU 0)")
+        if memory < density.SMALLEST_FLOOR:
+            floor = density.SMALLEST_FLOOR >> 20
+            raise InfraError(f"--memory {memory}: below {floor}M, where the search stops")
         instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
         target = dtb.Target(cpus=cpus)
     else:
@@ -549,6 +562,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the multikernel device tree (.dts or .dtb) for --instance "
         "(default: the usage.rst example)",
+    )
+    shell.add_argument(
+        "--instance-console",
+        choices=(UART, MKCON),
+        help="the instance's console: a UART of QEMU's (faster), or mkcon, its console over "
+        "shared memory reached through the host (needs --transport ssh; a lab's only one); "
+        "default: a UART where there is one",
     )
     shell.set_defaults(func=cmd_shell)
 

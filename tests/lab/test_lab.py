@@ -79,6 +79,25 @@ def test_multikernel_through_the_lab_target(guest_images: Images, lab: Lab, tmp_
         guest.close()
 
 
+def test_an_instance_on_the_lab_machine_is_reached_through_its_host(
+    guest_images: Images, lab: Lab, tmp_path: Path
+) -> None:
+    guest = boot(guest_images, lab, tmp_path / "run")
+    try:
+        mk = Multikernel(guest)
+        # A lab machine has no UART to spare: the instance gets its console over shared memory.
+        shell = mk.spawn(WEB)
+        assert shell.console.name == "mkcon1"
+        assert shell.check("cat /proc/consoles").startswith("mkcon0 ")
+        assert shell.check("echo $((6 * 7))-from-the-instance") == "42-from-the-instance\n"
+        assert mk.halt(WEB.id).ok
+        guest.finish()
+    finally:
+        guest.close()
+    log = (tmp_path / "run" / "console-mkcon1.log").read_text()
+    assert log.startswith("[    0.000000] Linux version") and "42-from-the-instance" in log
+
+
 @pytest.mark.parametrize(
     ("append", "error", "boot_timeout"),
     [

@@ -156,6 +156,16 @@ def test_shell_instance_lands_in_the_spawned_kernel(guest_images: Images) -> Non
         leave(session)
 
 
+def test_shell_instance_reaches_an_instance_without_uart(guest_images: Images) -> None:
+    args = ("--transport", "ssh", "--instance", "web-server", "--instance-console", "mkcon")
+    session = shell_session(*args, console="mkcon1")
+    try:
+        session.sendline("cat /proc/consoles; tty; echo $((6 * 7))-via-mkcon")
+        session.expect(r"\r\nmkcon0 .*\r\n/dev/mkcon0\r\n42-via-mkcon\r\n")
+    finally:
+        leave(session)
+
+
 def test_shell_instance_database_lands_in_a_two_cpu_kernel(guest_images: Images) -> None:
     session = shell_session("--instance", "database", console="ttyS1")
     try:
