@@ -626,7 +626,8 @@ def parser() -> argparse.ArgumentParser:
         type=_size,
         metavar="SIZE",
         help="spawn: the instance's memory (default 512M, the usage.rst web-server); "
-        "density: each instance's (default 24M), where the search for the smallest starts",
+        "density: each instance's (default 23M, the smallest found here), where the "
+        "search for the smallest starts",
     )
     bn.add_argument(
         "--cpus",

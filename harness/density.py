@@ -30,9 +30,11 @@ from .shell import Shell
 
 MIB = 1 << 20
 DEFAULT_CPUS = 8
-# The smallest memory `make test` proves boots to a shell with the suite's
-# kernel and initramfs (README: "Instances without a UART").
-DEFAULT_MEMORY = 24 * MIB
+# The smallest instance memory that boots to a shell with the suite's kernel
+# and initramfs, as this benchmark found it (README: "Instances without a
+# UART"); the seven-instance test in tests/qemu/test_mkcon.py boots at it.
+SMALLEST_MEMORY = 23 * MIB
+DEFAULT_MEMORY = SMALLEST_MEMORY
 SMALLEST_FLOOR = 8 * MIB
 LATENCY_SAMPLES = 20
 PROBE_ID = 2047  # the search's instance, out of the way of the density ones

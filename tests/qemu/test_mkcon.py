@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb, mkcon
+from harness import density, dtb, mkcon
 from harness.dtb import Instance
 from harness.errors import InfraError, KernelCrash
 from harness.guest import Guest
@@ -153,7 +153,8 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
 
 
 def test_seven_instances_on_eight_cpus_each_answer_on_their_console(boot: Boot) -> None:
-    instances = [Instance(f"inst{n}", n, (n,), 64 << 20) for n in range(1, 8)]
+    # Each at the smallest memory the README gives (`mkh bench density` measures it).
+    instances = [Instance(f"inst{n}", n, (n,), density.SMALLEST_MEMORY) for n in range(1, 8)]
     guest = boot(smp=8, memory="2G", append="mkkernel_pool=512M", transport="ssh")
     mk = Multikernel(guest)
     assert mk.upload(dtb.to_dtb(instances)).ok
