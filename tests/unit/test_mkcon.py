@@ -1,0 +1,144 @@
+"""The harness side of instances' consoles over shared memory, without QEMU."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness import density, dtb, mkcon
+from harness.console import Console
+from harness.errors import InfraError
+from harness.mk import MKCON, Multikernel
+
+
+class FakeChannel:
+    """A paramiko channel's surface, over one end of a socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def wait_for(condition: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_channel_stream_carries_both_ways_and_ends_with_the_channel(tmp_path: Path) -> None:
+    remote, ours = socket.socketpair()
+    channel = FakeChannel(ours)
+    console = Console("mkcon3", mkcon.ChannelStream(channel, "mkcon3"), tmp_path / "c.log")  # type: ignore[arg-type]
+    remote.sendall(b"[    0.000000] Linux version 6.12\r\nmkh-guest: ready\r\n")
+    console.watch()
+    assert wait_for(lambda: "mkh-guest: ready" in console.tail())
+    console.send("echo typed\n")
+    assert remote.recv(100) == b"echo typed\n"
+    # The relay's end (the instance stopped): the console sees the end of its stream.
+    remote.close()
+    assert wait_for(lambda: console.closed)
+    assert wait_for(lambda: channel.closed)
+    console.close()
+    assert "Linux version" in (tmp_path / "c.log").read_text()
+
+
+def test_closing_the_console_closes_the_channel(tmp_path: Path) -> None:
+    remote, ours = socket.socketpair()
+    channel = FakeChannel(ours)
+    console = Console("mkcon1", mkcon.ChannelStream(channel, "mkcon1"), tmp_path / "c.log")  # type: ignore[arg-type]
+    console.close()
+    assert wait_for(lambda: channel.closed)
+    assert remote.recv(10) == b""  # the relay in the host sees its stdin end
+
+
+def test_a_crash_on_the_stream_is_seen_by_its_detector(tmp_path: Path) -> None:
+    remote, ours = socket.socketpair()
+    console = Console(
+        "mkcon2", mkcon.ChannelStream(FakeChannel(ours), "mkcon2"), tmp_path / "c.log"
+    )  # type: ignore[arg-type]
+    console.watch()
+    remote.sendall(b"[    1.0] Kernel panic - not syncing: lkdtm\r\n")
+    assert wait_for(lambda: console.crash is not None)
+    assert console.crash is not None and console.crash.kind == "panic"
+    console.close()
+
+
+def test_relay_command_waits_for_the_device() -> None:
+    assert mkcon.relay_command(7) == "mkctl console --id 7 --timeout 60"
+    assert mkcon.name(7) == "mkcon7"
+
+
+@dataclass
+class FakeTarget:
+    """Just enough of a Target for Multikernel to pick a console."""
+
+    instance_uarts: tuple[str, ...] = ()
+    ssh: object = None
+    shells: list[object] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    def run(self, command: str, timeout: float = 60.0) -> object:
+        self.commands.append(command)
+        raise AssertionError(f"nothing may run: {command}")
+
+
+def test_free_console_is_a_uart_while_one_is_left_then_mkcon() -> None:
+    mk = Multikernel(FakeTarget(instance_uarts=("ttyS1", "ttyS2")))  # type: ignore[arg-type]
+    assert mk.free_console() == "ttyS1"
+    mk.consoles = {1: "ttyS1", 2: "ttyS2"}
+    assert mk.free_console() == MKCON
+    lab = Multikernel(FakeTarget())  # type: ignore[arg-type]
+    assert lab.free_console() == MKCON
+
+
+def test_mkcon_without_ssh_is_refused_before_anything_runs() -> None:
+    target = FakeTarget(instance_uarts=("ttyS1",))
+    mk = Multikernel(target)  # type: ignore[arg-type]
+    with pytest.raises(InfraError, match="needs SSH"):
+        mk.spawn(dtb.Instance("small", 1, (1,), 32 << 20), console=MKCON)
+    with pytest.raises(InfraError, match="no console 'ttyS7'"):
+        mk.spawn(dtb.Instance("small", 1, (1,), 32 << 20), console="ttyS7")
+    assert target.commands == []
+
+
+def test_density_report_gives_ratios_to_the_quiet_host() -> None:
+    run = density.DensityRun(
+        accel="tcg",
+        cpus=8,
+        memory=23 << 20,
+        smallest=density.Smallest(23 << 20, "E2BIG"),
+        spawn_seconds=[1.0, 2.0, 3.0, 1.5, 1.5, 1.5, 1.5],
+        all_started=12.0,
+        pool_stride=24 << 20,
+        instance_memtotal=10000 << 10,
+        instance_memfree=3000 << 10,
+        host_bytes_per_instance=4000 << 10,
+        latency={"no instance": [0.05] * 3, "7 idle": [0.05] * 3, "7 spinning": [0.1] * 3},
+    )
+    text = density.report(run)
+    assert "7 of 7" in text
+    assert "median 1.50 s, min 1.00, max 3.00" in text
+    assert re.search(r"smallest that boots +23 MiB; a MiB less: E2BIG", text)
+    assert "100.0 ms median of 3 (2.00x quiet)" in text
+    assert density.as_json(run)["memory"] == 23 << 20
