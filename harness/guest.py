@@ -177,10 +177,13 @@ class Guest(Lifecycle):
     def instance_uarts(self) -> tuple[str, ...]:
         return channels.SHELL_TTYS[1:]
 
-    def add_console(self, console: Console) -> None:
-        """Log and crash-check one more stream (an instance's mkcon) with the machine's own."""
+    def console_shell(self, console: Console) -> Shell:
+        """A Shell on an instance's mkcon, crash-checked and hang-reported with the machine's."""
         assert self.machine is not None, "guest is not booted"
         self.machine.consoles[console.name] = console
+        shell = Shell(console, self.health, on_timeout=self.capture_hang)
+        self.shells.append(shell)
+        return shell
 
     def health(self) -> None:
         """The machine's crash checks, and GuestExited if QEMU has ended."""

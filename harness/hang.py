@@ -61,10 +61,12 @@ def cpu_locations(registers: str, symbols: Symbols | None) -> list[str]:
 
 
 def _log_sizes(machine: Machine) -> dict[str, int]:
+    """The size of every kernel log stream's file: the log ports', and instances' mkcon."""
     sizes = {}
-    for tty in channels.SHELL_TTYS:
-        path = machine.run.console_log(channels.log_stream(tty))
-        sizes[path.name] = path.stat().st_size if path.exists() else 0
+    for name in machine.consoles:
+        if name not in channels.SHELL_TTYS:
+            path = machine.run.console_log(name)
+            sizes[path.name] = path.stat().st_size if path.exists() else 0
     return sizes
 
 

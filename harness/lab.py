@@ -315,8 +315,11 @@ class LabGuest(Lifecycle):
     def instance_uarts(self) -> tuple[str, ...]:
         return ()
 
-    def add_console(self, console: Console) -> None:
+    def console_shell(self, console: Console) -> Shell:
         self.consoles[console.name] = console
+        shell = Shell(console, self.health)
+        self.shells.append(shell)
+        return shell
 
     def run(self, command: str, timeout: float = 60.0) -> Result:
         return self.commands.run(command, timeout)

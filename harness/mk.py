@@ -326,8 +326,7 @@ class Multikernel:
         self._retire(inst.id, "its instance was started again")
         if console == MKCON:
             # Attached before the start, so that nothing the kernel prints is missed.
-            shell = Shell(mkcon.attach(self.guest, inst.id), self.guest.health)
-            self.guest.shells.append(shell)
+            shell = mkcon.attach(self.guest, inst.id)
         else:
             shell = self.guest.new_shell(console)
         stream = shell.console

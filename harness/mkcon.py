@@ -21,6 +21,7 @@ import paramiko
 
 from .console import Console
 from .errors import InfraError
+from .shell import Shell
 from .ssh import SshChannel
 from .target import Target
 
@@ -93,8 +94,8 @@ def host_channel(target: Target) -> SshChannel:
     return target.ssh
 
 
-def attach(target: Target, mk_id: int) -> Console:
-    """The console of instance `mk_id`, logged and crash-checked from now on.
+def attach(target: Target, mk_id: int) -> Shell:
+    """A Shell on the console of instance `mk_id`, logged and crash-checked from now on.
 
     Attach before the instance starts: the relay waits for the device and
     so misses nothing the kernel prints.
@@ -102,6 +103,5 @@ def attach(target: Target, mk_id: int) -> Console:
     label = name(mk_id)
     channel = host_channel(target).open_stream(relay_command(mk_id))
     console = Console(label, ChannelStream(channel, label), target.run_dir.console_log(label))
-    target.add_console(console)
     console.watch()
-    return console
+    return target.console_shell(console)

@@ -58,8 +58,8 @@ class Target(Commands, Protocol):
 
     def new_shell(self, tty: str) -> Shell: ...
 
-    def add_console(self, console: Console) -> None:
-        """Log and crash-check `console` with the target's own until it closes."""
+    def console_shell(self, console: Console) -> Shell:
+        """A Shell on `console` (an instance's mkcon), crash-checked with the target's own."""
 
     def finish(self) -> None:
         """A last look at every log: a late crash still fails the run."""

@@ -15,10 +15,9 @@ import pytest
 
 from harness import density, dtb, mkcon
 from harness.dtb import Instance
-from harness.errors import InfraError, KernelCrash
+from harness.errors import GuestTimeout, InfraError, KernelCrash
 from harness.guest import Guest
 from harness.mk import MKCON, Multikernel
-from harness.shell import Shell
 
 pytestmark = [
     pytest.mark.qemu,
@@ -144,8 +143,7 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
 
     guest.check("kill $(cat /tmp/silent)")
     time.sleep(0.5)
-    shell = Shell(mkcon.attach(guest, SMALL.id), guest.health)
-    guest.shells.append(shell)
+    shell = mkcon.attach(guest, SMALL.id)
     shell.sync()
     assert shell.check("echo still-here") == "still-here\n"
     log = guest.run_dir.console_log("mkcon1").read_text()
@@ -172,3 +170,18 @@ def test_seven_instances_on_eight_cpus_each_answer_on_their_console(boot: Boot) 
     # The host still answers, and reaches each of them by message too.
     for inst in instances:
         assert mk.ping(inst.id, count=1).ok
+
+
+def test_a_hang_takes_backtraces_of_mkcon_instances_too(boot: Boot) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    shell = mk.spawn(SMALL, console=MKCON)
+    with pytest.raises(GuestTimeout):
+        guest.run("sleep 600", timeout=3)
+    report = guest.run_dir.file("hang-report.txt").read_text()
+    assert report.startswith("timed out on ssh"), report
+    # SysRq l and w reached the instance's kernel through its console, and
+    # what it printed then was saved apart.
+    saved = guest.run_dir.file("hang-mkcon1.txt").read_text()
+    assert "sysrq: Show Blocked State" in saved, saved[:500]
+    assert "hang-mkcon1.txt" in report
+    assert shell.check("echo back") == "back\n"
