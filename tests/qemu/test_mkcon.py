@@ -67,6 +67,26 @@ def test_instance_without_uart_is_reached_through_its_host(boot: Boot) -> None:
     log = guest.run_dir.console_log("mkcon1").read_text()
     assert log.startswith("[    0.000000] Linux version"), log[:200]
     assert f"Command line: {mkcon.KERNEL_PARAMS}" in log
+    # The boot console hands over to the kernel console without repeating a line.
+    assert log.count("Linux version") == 1
+    assert log.count("Run /init as init process") == 1
+
+
+def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    # mem= below the instance's memory: the kernel panics while it parses
+    # its early parameters, long before console_initcall.
+    with pytest.raises(KernelCrash) as info:
+        mk.spawn(SMALL, console=MKCON, cmdline="mem=8M", timeout=60)
+    crash = info.value
+    assert crash.console == "mkcon1" and crash.kind == "panic"
+    assert "Invalid user supplied memory map" in crash.line
+    log = guest.run_dir.console_log("mkcon1").read_text()
+    assert log.startswith("[    0.000000] Linux version"), log[:200]
+    guest.machine.consoles["mkcon1"].take_crash(watch=False)  # type: ignore[union-attr]
+    # Its CPU comes back by force; the console goes with it.
+    assert mk.halt(SMALL.id, force=True).ok
+    assert not device_present(guest, SMALL.id)
 
 
 def test_mkcon_without_ssh_is_refused_before_loading(boot: Boot) -> None:
@@ -147,7 +167,10 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
     shell.sync()
     assert shell.check("echo still-here") == "still-here\n"
     log = guest.run_dir.console_log("mkcon1").read_text()
-    assert re.search(r"\[mkcon: \d+ bytes dropped\]", log), log[-2000:]
+    lost = re.search(r"\[mkcon: (\d+) bytes lost\]", log)
+    assert lost and int(lost.group(1)) >= size - (64 << 10), log[-2000:]
+    # What the reader got after the note is the newest output: the end of the x's.
+    assert log[lost.end() :].lstrip().startswith("x" * 100)
 
 
 def test_seven_instances_on_eight_cpus_each_answer_on_their_console(boot: Boot) -> None:
@@ -185,3 +208,20 @@ def test_a_hang_takes_backtraces_of_mkcon_instances_too(boot: Boot) -> None:
     assert "sysrq: Show Blocked State" in saved, saved[:500]
     assert "hang-mkcon1.txt" in report
     assert shell.check("echo back") == "back\n"
+
+
+def test_a_reader_gets_the_last_words_then_the_end_of_file(boot: Boot) -> None:
+    guest, mk = boot_host(boot, [SMALL])
+    shell = mk.spawn(SMALL, console=MKCON)
+    shell.check(
+        "(sleep 3; echo last-words-$((6 * 7)) > /dev/console; poweroff -f) > /dev/null 2>&1 &"
+    )
+    shell.console.close()
+    guest.shells.remove(shell)
+    guest.check("for i in $(seq 100); do pidof mkctl >/dev/null || exit 0; sleep 0.1; done; exit 1")
+    # A reader of its own: it ends when the instance's kernel powers off.
+    ended = guest.run("timeout 60 cat /dev/mkcon1; echo status=$?", timeout=90)
+    assert "last-words-42" in ended.output
+    assert ended.output.rstrip().endswith("status=0"), ended.output[-300:]
+    assert mk.wait_status(SMALL.name, "loading").ok
+    assert not device_present(guest, SMALL.id)
