@@ -52,4 +52,6 @@ def describe(stream: str) -> str:
         if stream == log_stream(tty):
             owner = "host" if index == 0 else f"{tty} instance"
             return f"{stream} (kernel log of the {owner})"
+    if stream.startswith("mkcon") and stream[5:].isdigit():
+        return f"{stream} (console over shared memory of instance {stream[5:]})"
     return stream

@@ -110,6 +110,7 @@ def test_a_crash_in_an_instance_is_caught_on_its_mkcon(boot: Boot, action: str) 
     crash = info.value
     assert crash.console == "mkcon1"
     assert crash.kind == ("panic" if action == "PANIC" else "bug"), crash
+    assert "mkcon1 (console over shared memory of instance 1)" in str(crash)
     assert "lkdtm" in crash.excerpt
     assert guest.run_dir.file("crash-mkcon1.txt").exists()
     shell.take_crash(watch=False)

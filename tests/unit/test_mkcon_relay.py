@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import density, dtb, mkcon
+from harness import channels, density, dtb, mkcon
 from harness.console import Console
 from harness.errors import InfraError
 from harness.mk import MKCON, Multikernel
@@ -142,3 +142,9 @@ def test_density_report_gives_ratios_to_the_quiet_host() -> None:
     assert re.search(r"smallest that boots +23 MiB; a MiB less: E2BIG", text)
     assert "100.0 ms median of 3 (2.00x quiet)" in text
     assert density.as_json(run)["memory"] == 23 << 20
+
+
+def test_crash_reports_name_the_instance_console() -> None:
+    assert channels.describe("mkcon12") == "mkcon12 (console over shared memory of instance 12)"
+    assert channels.describe("kmsg1") == "kmsg1 (kernel log of the ttyS1 instance)"
+    assert channels.describe("mkconx") == "mkconx"
