@@ -10,14 +10,16 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from harness import density, dtb, mkcon
 from harness.dtb import Instance
 from harness.errors import GuestTimeout, InfraError, KernelCrash
-from harness.guest import Guest
+from harness.guest import Guest, Images
 from harness.mk import MKCON, Multikernel
+from tests.conftest import kasan_shadow
 
 pytestmark = [
     pytest.mark.qemu,
@@ -26,6 +28,20 @@ pytestmark = [
 Boot = Callable[..., Guest]
 
 SMALL = Instance("small", 1, (1,), 64 << 20)
+# The debug build (KASAN's shadow, lockdep) needs far more than the smallest.
+DEBUG_MEMORY = 256 << 20
+
+
+def sized(images: Images, memory: int) -> int:
+    """`memory`, or on the debug build what its kernel needs."""
+    return max(memory, DEBUG_MEMORY) if kasan_shadow(images, 8) else memory
+
+
+@pytest.fixture
+def small(guest_images: Images) -> Instance:
+    return replace(SMALL, memory=sized(guest_images, SMALL.memory))
+
+
 DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
 
 
@@ -40,9 +56,9 @@ def device_present(guest: Guest, mk_id: int) -> bool:
     return guest.run(f"test -c /dev/mkcon{mk_id}").status == 0
 
 
-def test_instance_without_uart_is_reached_through_its_host(boot: Boot) -> None:
-    guest, mk = boot_host(boot, [SMALL])
-    shell = mk.spawn(SMALL, console=MKCON)
+def test_instance_without_uart_is_reached_through_its_host(boot: Boot, small: Instance) -> None:
+    guest, mk = boot_host(boot, [small])
+    shell = mk.spawn(small, console=MKCON)
     assert shell.console.name == "mkcon1"
 
     # The instance has no UART: mkcon0 is its only console and its shell's tty.
@@ -72,12 +88,12 @@ def test_instance_without_uart_is_reached_through_its_host(boot: Boot) -> None:
     assert log.count("Run /init as init process") == 1
 
 
-def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot) -> None:
-    guest, mk = boot_host(boot, [SMALL])
+def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot, small: Instance) -> None:
+    guest, mk = boot_host(boot, [small])
     # mem= below the instance's memory: the kernel panics while it parses
     # its early parameters, long before console_initcall.
     with pytest.raises(KernelCrash) as info:
-        mk.spawn(SMALL, console=MKCON, cmdline="mem=8M", timeout=60)
+        mk.spawn(small, console=MKCON, cmdline="mem=8M", timeout=60)
     crash = info.value
     assert crash.console == "mkcon1" and crash.kind == "panic"
     assert "Invalid user supplied memory map" in crash.line
@@ -85,22 +101,24 @@ def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot) -> None
     assert log.startswith("[    0.000000] Linux version"), log[:200]
     guest.machine.consoles["mkcon1"].take_crash(watch=False)  # type: ignore[union-attr]
     # Its CPU comes back by force; the console goes with it.
-    assert mk.halt(SMALL.id, force=True).ok
-    assert not device_present(guest, SMALL.id)
+    assert mk.halt(small.id, force=True).ok
+    assert not device_present(guest, small.id)
 
 
-def test_mkcon_without_ssh_is_refused_before_loading(boot: Boot) -> None:
+def test_mkcon_without_ssh_is_refused_before_loading(boot: Boot, small: Instance) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G", transport="console")
     mk = Multikernel(guest)
     with pytest.raises(InfraError, match="needs SSH"):
-        mk.spawn(SMALL, console=MKCON)
+        mk.spawn(small, console=MKCON)
     assert mk.kimages() == []
 
 
 @pytest.mark.parametrize("action", ["BUG", "PANIC"])
-def test_a_crash_in_an_instance_is_caught_on_its_mkcon(boot: Boot, action: str) -> None:
-    guest, mk = boot_host(boot, [SMALL])
-    shell = mk.spawn(SMALL, console=MKCON)
+def test_a_crash_in_an_instance_is_caught_on_its_mkcon(
+    boot: Boot, small: Instance, action: str
+) -> None:
+    guest, mk = boot_host(boot, [small])
+    shell = mk.spawn(small, console=MKCON)
     with pytest.raises(KernelCrash) as info:
         shell.run(f"echo {action} > {DIRECT} &")
         deadline = time.monotonic() + 60
@@ -116,19 +134,21 @@ def test_a_crash_in_an_instance_is_caught_on_its_mkcon(boot: Boot, action: str) 
     shell.take_crash(watch=False)
     if action == "PANIC":
         # The host saw it fail; its console stays until the instance is removed.
-        assert mk.wait_status(SMALL.name, "failed").ok
-        assert device_present(guest, SMALL.id)
-        assert mk.remove(SMALL.name).ok
-        assert not device_present(guest, SMALL.id)
+        assert mk.wait_status(small.name, "failed").ok
+        assert device_present(guest, small.id)
+        assert mk.remove(small.name).ok
+        assert not device_present(guest, small.id)
     assert guest.check("echo host-alive") == "host-alive\n"
 
 
-def test_the_device_goes_with_a_halt_and_comes_back_with_a_start(boot: Boot) -> None:
-    guest, mk = boot_host(boot, [SMALL])
-    shell = mk.spawn(SMALL, console=MKCON)
-    assert device_present(guest, SMALL.id)
-    assert mk.halt(SMALL.id).ok
-    assert not device_present(guest, SMALL.id)
+def test_the_device_goes_with_a_halt_and_comes_back_with_a_start(
+    boot: Boot, small: Instance
+) -> None:
+    guest, mk = boot_host(boot, [small])
+    shell = mk.spawn(small, console=MKCON)
+    assert device_present(guest, small.id)
+    assert mk.halt(small.id).ok
+    assert not device_present(guest, small.id)
     # The relay saw the end of the stream.
     deadline = time.monotonic() + 10
     while not shell.console.closed and time.monotonic() < deadline:
@@ -136,14 +156,14 @@ def test_the_device_goes_with_a_halt_and_comes_back_with_a_start(boot: Boot) -> 
     assert shell.console.closed
     assert "no such" in guest.run("mkctl console --id 1 --timeout 0").output.lower()
 
-    again = mk.start(SMALL)
+    again = mk.start(small)
     assert again.check("echo second-run") == "second-run\n"
-    assert device_present(guest, SMALL.id)
+    assert device_present(guest, small.id)
 
 
-def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
-    guest, mk = boot_host(boot, [SMALL])
-    shell = mk.spawn(SMALL, console=MKCON)
+def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot, small: Instance) -> None:
+    guest, mk = boot_host(boot, [small])
+    shell = mk.spawn(small, console=MKCON)
     size = 2 << 20  # 64 times the ring
     # Once the harness has let go, print without pause, then tell the host.
     shell.check(
@@ -164,7 +184,7 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
 
     guest.check("kill $(cat /tmp/silent)")
     time.sleep(0.5)
-    shell = mkcon.attach(guest, SMALL.id)
+    shell = mkcon.attach(guest, small.id)
     shell.sync()
     assert shell.check("echo still-here") == "still-here\n"
     log = guest.run_dir.console_log("mkcon1").read_text()
@@ -174,10 +194,14 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot) -> None:
     assert log[lost.end() :].lstrip().startswith("x" * 100)
 
 
-def test_seven_instances_on_eight_cpus_each_answer_on_their_console(boot: Boot) -> None:
+def test_seven_instances_on_eight_cpus_each_answer_on_their_console(
+    boot: Boot, guest_images: Images
+) -> None:
     # Each at the smallest memory the README gives (`mkh bench density` measures it).
-    instances = [Instance(f"inst{n}", n, (n,), density.SMALLEST_MEMORY) for n in range(1, 8)]
-    guest = boot(smp=8, memory="2G", append="mkkernel_pool=512M", transport="ssh")
+    memory = sized(guest_images, density.SMALLEST_MEMORY)
+    instances = [Instance(f"inst{n}", n, (n,), memory) for n in range(1, 8)]
+    pool = 7 * (memory + (2 << 20)) // (1 << 20)
+    guest = boot(smp=8, memory=f"{pool + 1024}M", append=f"mkkernel_pool={pool}M", transport="ssh")
     mk = Multikernel(guest)
     assert mk.upload(dtb.to_dtb(instances)).ok
     shells = {inst.name: mk.spawn(inst, console=MKCON) for inst in instances}
@@ -196,9 +220,9 @@ def test_seven_instances_on_eight_cpus_each_answer_on_their_console(boot: Boot) 
         assert mk.ping(inst.id, count=1).ok
 
 
-def test_a_hang_takes_backtraces_of_mkcon_instances_too(boot: Boot) -> None:
-    guest, mk = boot_host(boot, [SMALL])
-    shell = mk.spawn(SMALL, console=MKCON)
+def test_a_hang_takes_backtraces_of_mkcon_instances_too(boot: Boot, small: Instance) -> None:
+    guest, mk = boot_host(boot, [small])
+    shell = mk.spawn(small, console=MKCON)
     with pytest.raises(GuestTimeout):
         guest.run("sleep 600", timeout=3)
     report = guest.run_dir.file("hang-report.txt").read_text()
@@ -211,9 +235,9 @@ def test_a_hang_takes_backtraces_of_mkcon_instances_too(boot: Boot) -> None:
     assert shell.check("echo back") == "back\n"
 
 
-def test_a_reader_gets_the_last_words_then_the_end_of_file(boot: Boot) -> None:
-    guest, mk = boot_host(boot, [SMALL])
-    shell = mk.spawn(SMALL, console=MKCON)
+def test_a_reader_gets_the_last_words_then_the_end_of_file(boot: Boot, small: Instance) -> None:
+    guest, mk = boot_host(boot, [small])
+    shell = mk.spawn(small, console=MKCON)
     shell.check(
         "(sleep 3; echo last-words-$((6 * 7)) > /dev/console; poweroff -f) > /dev/null 2>&1 &"
     )
@@ -224,5 +248,5 @@ def test_a_reader_gets_the_last_words_then_the_end_of_file(boot: Boot) -> None:
     ended = guest.run("timeout 60 cat /dev/mkcon1; echo status=$?", timeout=90)
     assert "last-words-42" in ended.output
     assert ended.output.rstrip().endswith("status=0"), ended.output[-300:]
-    assert mk.wait_status(SMALL.name, "loading").ok
-    assert not device_present(guest, SMALL.id)
+    assert mk.wait_status(small.name, "loading").ok
+    assert not device_present(guest, small.id)
