@@ -300,14 +300,15 @@ def _print(ran: Result) -> None:
 def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
     """The DTB's instances; sizes the pool and memory for them unless given."""
     blob = dtb.load(args.dtb)
-    problems = dtb.check(blob, dtb.Target(cpus=options.smp))
+    on_lab = options.lab_env is not None  # its CPUs and pool are its own
+    problems = dtb.check(blob, dtb.Target(cpus=None if on_lab else options.smp))
     if problems:
         raise InfraError("; ".join(str(p) for p in problems))
     instances = dtb.parse(blob)[0]
     if args.instance not in {inst.name for inst in instances}:
         names = ", ".join(inst.name for inst in instances)
         raise InfraError(f"{args.dtb} has no instance {args.instance!r} (it has {names})")
-    if "mkkernel_pool=" not in options.append:
+    if not on_lab and "mkkernel_pool=" not in options.append:
         pool_mib = -(-sum(inst.memory for inst in instances) // (256 << 20)) * 256
         options.append = f"{options.append} mkkernel_pool={pool_mib}M".strip()
         if args.memory is None:
@@ -373,6 +374,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
             shell = guest.shell
         note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
         interactive.attach(shell, guest.health)
+        if args.instance and options.lab_env is not None:
+            # The lab machine goes on running the kernel under test: stop
+            # the instance, or the next kexec would start a kernel beside it.
+            mk.halt(inst.id, force=True)
     return 0
 
 
