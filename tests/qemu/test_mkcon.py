@@ -16,7 +16,7 @@ import pytest
 
 from harness import density, dtb, mkcon
 from harness.dtb import Instance
-from harness.errors import GuestTimeout, InfraError, KernelCrash
+from harness.errors import GuestTimeout, KernelCrash
 from harness.guest import Guest, Images
 from harness.mk import MKCON, Multikernel
 from tests.conftest import kasan_shadow
@@ -105,12 +105,15 @@ def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot, small: 
     assert not device_present(guest, small.id)
 
 
-def test_mkcon_without_ssh_is_refused_before_loading(boot: Boot, small: Instance) -> None:
+@pytest.mark.skip(
+    reason="not implemented: mkcon over the console transport needs the host's one serial "
+    "line multiplexed between its shell and the instances' consoles; only SSH carries it"
+)
+def test_mkcon_over_the_console_transport(boot: Boot, small: Instance) -> None:
+    """The issue asks for the host's command channel, console or SSH: the console half."""
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G", transport="console")
-    mk = Multikernel(guest)
-    with pytest.raises(InfraError, match="needs SSH"):
-        mk.spawn(small, console=MKCON)
-    assert mk.kimages() == []
+    shell = Multikernel(guest).spawn(small, console=MKCON)
+    assert shell.check("echo $((6 * 7))-over-the-console") == "42-over-the-console\n"
 
 
 @pytest.mark.parametrize("action", ["BUG", "PANIC"])

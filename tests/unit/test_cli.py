@@ -270,18 +270,6 @@ BAD_INPUT = [
     (["build", "--in-tree"], "--in-tree and --build-dir need a kernel tree"),
     (["run", "--timeout", "0", "--", "true"], "--timeout: must be more than 0"),
     (["shell", "--instance-console", "mkcon"], "--instance-console goes with --instance"),
-    (
-        [
-            "shell",
-            "--transport",
-            "console",
-            "--instance",
-            "web-server",
-            "--instance-console",
-            "mkcon",
-        ],
-        "--instance-console mkcon reaches the instance through SSH: --transport ssh",
-    ),
     (["bench", "ipi", "--cpus", "4"], "--cpus is an option of `mkh bench density`"),
     (["bench", "density", "--cpus", "1"], "--cpus 1: 2 to 16"),
     (["bench", "density", "--runs", "2"], "it takes no --runs"),
