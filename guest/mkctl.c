@@ -3,6 +3,7 @@
  * mkctl: drive multikernel instances from the guest shell.
  *
  *   mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR] [--debug]
+ *              [--flags F]
  *   mkctl unload --id N
  *   mkctl exec --id N
  *   mkctl halt --id N [--force]
@@ -24,7 +25,9 @@
  * test, with no kexec-tools needed there (mkctl is static).
  *
  * load and unload with --id 0 work on this kernel's own kexec image (plain
- * kexec_file_load), as /proc/kimage lists it with MK_ID 0.  In a kernel
+ * kexec_file_load), as /proc/kimage lists it with MK_ID 0.  load --flags F
+ * adds F (decimal or 0x hex) to the kexec_file_load() flags as they are,
+ * for testing what the kernel makes of flags mkctl would never send.  In a kernel
  * started in an instance, ping and send with --id 0 go to the host.
  *
  * send numbers its messages: the first four bytes hold the sequence number
@@ -89,7 +92,7 @@ struct mk_message {
 struct args {
 	long id;
 	const char *kernel, *initrd, *cmdline, *name, *state;
-	unsigned long debug;
+	unsigned long debug, flags;
 	long count, size, timeout;
 	int force, wait;
 };
@@ -107,6 +110,7 @@ static int usage(void)
 {
 	fprintf(stderr,
 		"usage: mkctl load --id N --kernel FILE [--initrd FILE] [--cmdline STR] [--debug]\n"
+		"                  [--flags F]\n"
 		"       mkctl unload --id N\n"
 		"       (--id 0: this kernel's own kexec image)\n"
 		"       mkctl exec --id N\n"
@@ -142,7 +146,7 @@ static int do_load(const struct args *a, unsigned long flags)
 
 	if (!a->kernel)
 		return usage();
-	flags |= a->debug;
+	flags |= a->debug | a->flags;
 	kfd = open(a->kernel, O_RDONLY | O_CLOEXEC);
 	if (kfd < 0)
 		return fail(a->kernel);
@@ -393,6 +397,15 @@ static int parse_long(const char *s, long *v)
 	return !*s || *end || *v < 0;
 }
 
+static int parse_flags(const char *s, unsigned long *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoul(s, &end, 0);
+	return !*s || *end || *s == '-' || errno;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -408,6 +421,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "name", required_argument, NULL, 'N' },
 		{ "state", required_argument, NULL, 'S' },
+		{ "flags", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct args a = { .id = -1, .count = -1, .size = -1, .timeout = -1 };
@@ -458,6 +472,9 @@ int main(int argc, char **argv)
 		case 'S':
 			a.state = optarg;
 			break;
+		case 'F':
+			bad |= parse_flags(optarg, &a.flags);
+			break;
 		default:
 			return usage();
 		}
@@ -482,7 +499,7 @@ int main(int argc, char **argv)
 	flags = a.id ? KEXEC_MULTIKERNEL | KEXEC_MK_ID((unsigned long)a.id) : 0;
 	if (!strcmp(verb, "load"))
 		return do_load(&a, flags);
-	if (a.kernel || a.initrd || a.cmdline || a.debug)
+	if (a.kernel || a.initrd || a.cmdline || a.debug || a.flags)
 		return usage();
 	if (!strcmp(verb, "unload")) {
 		if (syscall(SYS_kexec_file_load, -1, -1, 0, NULL,
