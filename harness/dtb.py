@@ -20,6 +20,8 @@ from .errors import HarnessError, InfraError
 COMPATIBLE = "multikernel-v1"
 MAX_ID = 2047
 PAGE_SIZE = 4096
+# The least memory the kernel gives an instance (its shared areas come off the top).
+MIN_MEMORY = 1 << 20
 # Instance names: device-tree node-name characters, at most 31, not . or ..
 NAME_MAX = 31
 _NAME = re.compile(rf"[0-9A-Za-z,._+@-]{{1,{NAME_MAX}}}")
@@ -168,11 +170,14 @@ def _instance(node: fdt.Node) -> Instance:
     size = memory[0] if len(memory) == 1 else (memory[0] << 32) | memory[1]
     if size == 0 or size % PAGE_SIZE:
         raise DtbError(f"memory-bytes {size:#x} is not a non-zero multiple of {PAGE_SIZE}")
+    if size < MIN_MEMORY:
+        raise DtbError(f"memory-bytes {size:#x} is below the minimum of {MIN_MEMORY:#x}")
     return Instance(node.name, ids[0], tuple(cpus), size)
 
 
 def _hint(message: str) -> str:
     hints = {
+        "minimum": f"give the instance at least {MIN_MEMORY >> 20} MiB",
         "memory-bytes": f"use a multiple of {PAGE_SIZE} bytes",
         "id ": f"ids run from 1 to {MAX_ID}",
         "cpus": "list logical CPU numbers, e.g. cpus = <1>;",

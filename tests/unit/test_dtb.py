@@ -12,6 +12,7 @@ from harness.dtb import Instance, Target
 WEB = Instance("web-server", 1, (1,), 0x20000000)
 DB = Instance("database", 2, (2, 3), 0x40000000)
 LB = Instance("load-balancer", 3, (0,), 0x10000000)
+MIB = 1 << 20
 
 EXAMPLE_DTS = EXAMPLE.read_text()
 
@@ -59,23 +60,23 @@ def errnos(instances: list[Instance], target: Target | None = None) -> list[str]
 
 
 def test_duplicate_id_and_shared_cpu() -> None:
-    problems = dtb.check(dtb.to_dtb([WEB, Instance("other", 1, (1,), 4096)]))
+    problems = dtb.check(dtb.to_dtb([WEB, Instance("other", 1, (1,), MIB)]))
     assert [(p.instance, p.errno) for p in problems] == [("other", "EEXIST"), ("other", "EBUSY")]
     assert "web-server" in problems[0].message
 
 
 def test_name_already_created_in_the_guest() -> None:
-    assert errnos([WEB], Target(existing=[Instance("web-server", 9, (5,), 4096)])) == ["EEXIST"]
+    assert errnos([WEB], Target(existing=[Instance("web-server", 9, (5,), MIB)])) == ["EEXIST"]
 
 
 def test_cpu_out_of_range_names_the_machine() -> None:
-    problems = dtb.check(dtb.to_dtb([Instance("big", 4, (7,), 4096)]), Target(cpus=4))
+    problems = dtb.check(dtb.to_dtb([Instance("big", 4, (7,), MIB)]), Target(cpus=4))
     assert [p.errno for p in problems] == ["EINVAL"]
     assert "CPU 7" in problems[0].message and "0-3" in problems[0].hint
 
 
 def test_the_boot_cpu_is_refused_whatever_the_machine() -> None:
-    problems = dtb.check(dtb.to_dtb([Instance("lb", 3, (0, 1), 4096)]))
+    problems = dtb.check(dtb.to_dtb([Instance("lb", 3, (0, 1), MIB)]))
     assert [(p.instance, p.errno) for p in problems] == [("lb", "EINVAL")]
     assert "CPU 0" in problems[0].message and "from 1 up" in problems[0].hint
 
@@ -88,10 +89,18 @@ def test_memory_over_the_pool_counts_earlier_instances() -> None:
 
 def test_unaligned_memory_and_bad_id() -> None:
     problems = dtb.check(
-        dtb.to_dtb([Instance("odd", 5, (1,), 0x20000001), Instance("zero", 0, (2,), 4096)])
+        dtb.to_dtb([Instance("odd", 5, (1,), 0x20000001), Instance("zero", 0, (2,), MIB)])
     )
     assert [(p.instance, p.errno) for p in problems] == [("odd", "EINVAL"), ("zero", "EINVAL")]
     assert "multiple of 4096" in problems[0].hint
+
+
+def test_memory_below_the_kernels_minimum_is_refused() -> None:
+    problems = dtb.check(dtb.to_dtb([Instance("tiny", 5, (1,), MIB - 4096)]))
+    assert [(p.instance, p.errno) for p in problems] == [("tiny", "EINVAL")]
+    assert "below the minimum of 0x100000" in problems[0].message
+    assert "at least 1 MiB" in problems[0].hint
+    assert dtb.check(dtb.to_dtb([Instance("tiny", 5, (1,), MIB)])) == []
 
 
 def test_64_bit_memory_uses_two_cells() -> None:
