@@ -15,8 +15,8 @@ import time
 from functools import cache
 from pathlib import Path
 
-from .errors import InfraError
-from .progress import note
+from harness.core.errors import InfraError
+from harness.core.progress import note
 
 PROBE_SECONDS = 5.0
 BANNER = b"SeaBIOS"

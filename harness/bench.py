@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import phases, progress
-from .artifacts import RunDir
-from .dtb import Instance
-from .errors import InfraError
-from .guest import Guest, GuestOptions, Images
-from .mk import Multikernel, parse_ping
+from harness import phases
+from harness.core import progress
+from harness.core.errors import InfraError
+from harness.core.rundir import RunDir
+from harness.dtb import Instance
+from harness.guest import Guest, GuestOptions, Images
+from harness.mk import Multikernel, parse_ping
 
 # The web-server instance of the usage.rst example.
 SPAWN_INSTANCE = Instance("web-server", 1, (1,), 0x20000000)

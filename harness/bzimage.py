@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from .errors import InfraError
+from harness.core.errors import InfraError
 
 MAGIC_OFFSET = 0x202
 MAGIC = b"HdrS"

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import (
+from harness import (
     bench,
     density,
     dtb,
@@ -26,18 +26,18 @@ from . import (
     result,
     series,
     session,
-    sizes,
     source,
 )
-from .artifacts import RunDir
-from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
-from .guest import TRANSPORTS, GuestOptions
-from .machine import free_port
-from .mk import MKCON, Multikernel
-from .paths import IMAGES_DIR
-from .progress import note
-from .shell import Result
-from .target import Target
+from harness.core import sizes
+from harness.core.errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
+from harness.core.paths import IMAGES_DIR
+from harness.core.progress import note
+from harness.core.rundir import RunDir
+from harness.guest import TRANSPORTS, GuestOptions
+from harness.machine import free_port
+from harness.mk import MKCON, Multikernel
+from harness.shell import Result
+from harness.target import Target
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"

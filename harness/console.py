@@ -19,8 +19,8 @@ from typing import Protocol, TextIO
 import pexpect
 from pexpect import fdpexpect
 
-from .crash import Crash, Detector
-from .errors import GuestExited, GuestTimeout, KernelCrash
+from harness.core.errors import GuestExited, GuestTimeout, KernelCrash
+from harness.crash import Crash, Detector
 
 SLICE = 0.2  # seconds between health checks while waiting
 CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace

@@ -21,12 +21,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import dtb, mkcon, progress
-from .artifacts import RunDir
-from .errors import HarnessError
-from .guest import Guest, GuestOptions, Images
-from .mk import MKCON, Multikernel
-from .shell import Shell
+from harness import dtb, mkcon
+from harness.core import progress
+from harness.core.errors import HarnessError
+from harness.core.rundir import RunDir
+from harness.guest import Guest, GuestOptions, Images
+from harness.mk import MKCON, Multikernel
+from harness.shell import Shell
 
 MIB = 1 << 20
 DEFAULT_CPUS = 8

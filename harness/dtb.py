@@ -15,7 +15,7 @@ from pathlib import Path
 
 import fdt
 
-from .errors import HarnessError, InfraError
+from harness.core.errors import HarnessError, InfraError
 
 COMPATIBLE = "multikernel-v1"
 MAX_ID = 2047

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from . import channels, hang, initramfs, kernel, sshd
-from .artifacts import RunDir
-from .console import Console
-from .errors import GuestTimeout, InfraError
-from .machine import Machine, MachineConfig, free_port
-from .progress import note
-from .shell import Result, Shell, ShellUnusable
-from .ssh import SshChannel
-from .target import Lifecycle
+from harness import channels, hang, initramfs, kernel, sshd
+from harness.console import Console
+from harness.core.errors import GuestTimeout, InfraError
+from harness.core.progress import note
+from harness.core.rundir import RunDir
+from harness.machine import Machine, MachineConfig, free_port
+from harness.shell import Result, Shell, ShellUnusable
+from harness.ssh import SshChannel
+from harness.target import Lifecycle
 
 __all__ = ["TRANSPORTS", "Guest", "GuestOptions", "Images", "Result", "Shell"]
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from qemu.qmp import QMPError
 
-from . import channels
-from .errors import HarnessError
-from .kernel import companions
-from .machine import Machine
-from .shell import Shell
+from harness import channels
+from harness.core.errors import HarnessError
+from harness.kernel import companions
+from harness.machine import Machine
+from harness.shell import Shell
 
 SETTLE = 3.0  # seconds for the kernels to print what SysRq asked for
 _RIP = re.compile(r"^CPU#(\d+).*?\bRIP=([0-9a-f]+)", re.S | re.M)

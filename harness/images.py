@@ -8,9 +8,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import bzimage, initramfs, kernel, source
-from .errors import InfraError
-from .guest import Images
+from harness import bzimage, initramfs, kernel, source
+from harness.core.errors import InfraError
+from harness.guest import Images
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from . import atomic, proc
-from .errors import InfraError
-from .lock import locked
-from .paths import GUEST_DIR, cache_dir
-from .progress import step
+from harness.core import atomic, hostcmd
+from harness.core.errors import InfraError
+from harness.core.lock import locked
+from harness.core.paths import GUEST_DIR, cache_dir
+from harness.core.progress import step
 
 RECIPE = "initramfs-1"
 # Where the guest finds a kernel and an initramfs to load into instances.
@@ -51,7 +51,7 @@ def _helpers() -> list[Path]:
 def _require_static_busybox() -> None:
     if not BUSYBOX.exists():
         raise InfraError(f"{BUSYBOX} is missing: install busybox-static")
-    headers = proc.output(["readelf", "-l", str(BUSYBOX)])
+    headers = hostcmd.output(["readelf", "-l", str(BUSYBOX)])
     if "INTERP" in headers:
         raise InfraError(f"{BUSYBOX} is dynamically linked: install busybox-static")
 
@@ -59,7 +59,7 @@ def _require_static_busybox() -> None:
 def cache_key() -> str:
     digest = hashlib.sha256(RECIPE.encode())
     digest.update(BUSYBOX.read_bytes())
-    digest.update(proc.output(["gcc", "--version"]).encode())
+    digest.update(hostcmd.output(["gcc", "--version"]).encode())
     for path in sorted(GUEST_DIR.rglob("*")):
         if path.is_file():
             name = str(path.relative_to(GUEST_DIR)).encode()
@@ -86,7 +86,7 @@ def pack(staging: Path) -> bytes:
 
 def _install_busybox(root: Path) -> None:
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in proc.output([str(BUSYBOX), "--list-full"]).split():
+    for applet in hostcmd.output([str(BUSYBOX), "--list-full"]).split():
         link = root / applet
         if applet == "bin/busybox" or link.exists():
             continue
@@ -95,7 +95,7 @@ def _install_busybox(root: Path) -> None:
 
 
 def _compile(source: Path, out: Path, log: Path) -> None:
-    proc.run_logged(
+    hostcmd.run_logged(
         ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, source],
         log,
         what=f"compiling guest/{source.name}",

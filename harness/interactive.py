@@ -14,9 +14,9 @@ from typing import Protocol
 
 import pexpect
 
-from .console import Console
-from .guest import Shell
-from .ssh import SshChannel
+from harness.console import Console
+from harness.guest import Shell
+from harness.ssh import SshChannel
 
 ESCAPE = b"\x1d"  # Ctrl-]
 

@@ -9,12 +9,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, kconfig, proc
-from .errors import InfraError
-from .lock import locked
-from .paths import DEBUG_RECIPE_DIR, LINUX_RECIPE_DIR, cache_dir
-from .progress import note, step
-from .source import KernelSource
+from harness import kconfig
+from harness.core import atomic, hostcmd
+from harness.core.errors import InfraError
+from harness.core.lock import locked
+from harness.core.paths import DEBUG_RECIPE_DIR, LINUX_RECIPE_DIR, cache_dir
+from harness.core.progress import note, step
+from harness.source import KernelSource
 
 # Bump when the way a kernel is configured or built changes.
 RECIPE = "kernel-2"
@@ -74,8 +75,8 @@ def fragments(tree: Path | None = None, debug: bool = False) -> list[Path]:
 
 def toolchain_id() -> str:
     """First line of `gcc --version` and `ld --version`."""
-    gcc = proc.output(["gcc", "--version"]).splitlines()[0]
-    ld = proc.output(["ld", "--version"]).splitlines()[0]
+    gcc = hostcmd.output(["gcc", "--version"]).splitlines()[0]
+    ld = hostcmd.output(["ld", "--version"]).splitlines()[0]
     return f"{gcc} | {ld}"
 
 
@@ -114,12 +115,12 @@ def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
     make = _make(source, out)
     config = (out or source.path) / ".config"
     with step("Configuring (tinyconfig + images/linux/*.config)") as st:
-        proc.run_logged(
+        hostcmd.run_logged(
             [*make, "tinyconfig"], log, env=_build_env(), step=st, what="make tinyconfig"
         )
         with config.open("a") as handle:
             handle.write(kconfig.render(wanted))
-        proc.run_logged(
+        hostcmd.run_logged(
             [*make, "olddefconfig"], log, env=_build_env(), step=st, what="make olddefconfig"
         )
     lost = kconfig.missing(wanted, config.read_text())
@@ -131,7 +132,7 @@ def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
 def compile_kernel(source: KernelSource, out: Path | None, log: Path) -> Path:
     jobs = str(os.cpu_count() or 1)
     with step(f"Building Linux {source.version} (log: {log})") as st:
-        proc.run_logged(
+        hostcmd.run_logged(
             [*_make(source, out), f"-j{jobs}", "bzImage"],
             log,
             env=_build_env(),

@@ -35,15 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from . import channels, initramfs, sshd
-from .artifacts import RunDir
-from .console import Console, report_crash
-from .errors import GuestExited, GuestTimeout, HarnessError, InfraError, KernelCrash
-from .guest import Guest, GuestOptions, Images
-from .progress import note
-from .shell import READY, Result, Shell
-from .ssh import SshChannel
-from .target import Lifecycle, Target
+from harness import channels, initramfs, sshd
+from harness.console import Console, report_crash
+from harness.core.errors import GuestExited, GuestTimeout, HarnessError, InfraError, KernelCrash
+from harness.core.progress import note
+from harness.core.rundir import RunDir
+from harness.guest import Guest, GuestOptions, Images
+from harness.shell import READY, Result, Shell
+from harness.ssh import SshChannel
+from harness.target import Lifecycle, Target
 
 TARGET = "main"
 SERIAL = "serial"  # the console stream's name: console-serial.log

@@ -23,10 +23,10 @@ from pathlib import Path
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from . import accel, channels
-from .artifacts import RunDir
-from .console import CRASH_GRACE, Console, report_crash
-from .errors import GuestExited, InfraError
+from harness import accel, channels
+from harness.console import CRASH_GRACE, Console, report_crash
+from harness.core.errors import GuestExited, InfraError
+from harness.core.rundir import RunDir
 
 CONNECT_TIMEOUT = 20.0
 QMP_TIMEOUT = 30.0

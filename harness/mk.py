@@ -15,11 +15,11 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from . import channels, dtb, mkcon
-from .errors import InfraError
-from .initramfs import BOOT_INITRAMFS, BOOT_KERNEL
-from .shell import Shell
-from .target import Commands, Target
+from harness import channels, dtb, mkcon
+from harness.core.errors import InfraError
+from harness.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
+from harness.shell import Shell
+from harness.target import Commands, Target
 
 ROOT = "/sys/fs/multikernel"
 # A spawned kernel's console: a UART of the target's (QEMU's ttyS1-ttyS3, in

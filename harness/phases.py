@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import InfraError
+from harness.core.errors import InfraError
 
 # QEMU resets the TSC to 0 with the machine, so the host kernel's first
 # stamp counts the firmware and the decompressor from there.

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import atomic, bzimage, source
-from .artifacts import RunDir
-from .errors import (
+from harness import bzimage, source
+from harness.core import atomic
+from harness.core.errors import (
     EXIT_INFRA,
     GuestExited,
     GuestTimeout,
@@ -29,9 +29,10 @@ from .errors import (
     Interrupted,
     KernelCrash,
 )
-from .guest import Images
-from .images import KernelChoice
-from .paths import REPO
+from harness.core.paths import REPO
+from harness.core.rundir import RunDir
+from harness.guest import Images
+from harness.images import KernelChoice
 
 FILE = "result.json"
 EXIT_FAIL = 1  # a failed test (a failed command keeps its own status)

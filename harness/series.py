@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import kernel, source
-from .errors import InfraError
-from .progress import note
+from harness import kernel, source
+from harness.core.errors import InfraError
+from harness.core.progress import note
 
 
 def commits(tree: Path, base: str) -> list[str]:

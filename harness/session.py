@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import interactive, lab, result
-from .artifacts import RunDir
-from .errors import HarnessError, InfraError
-from .guest import GuestOptions, Images
-from .images import KernelChoice
-from .lab import LabGuest
-from .paths import cache_dir
-from .progress import note
-from .shell import Result
-from .target import Target
+from harness import interactive, lab, result
+from harness.core.errors import HarnessError, InfraError
+from harness.core.paths import cache_dir
+from harness.core.progress import note
+from harness.core.rundir import RunDir
+from harness.guest import GuestOptions, Images
+from harness.images import KernelChoice
+from harness.lab import LabGuest
+from harness.shell import Result
+from harness.target import Target
 
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
 DEFAULT_IDLE = 1800.0  # seconds without a request before a session ends itself

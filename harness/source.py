@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, proc
-from .errors import InfraError
-from .lock import locked
-from .paths import PATCHES_DIR, cache_dir
-from .progress import step
+from harness.core import atomic, hostcmd
+from harness.core.errors import InfraError
+from harness.core.lock import locked
+from harness.core.paths import PATCHES_DIR, cache_dir
+from harness.core.progress import step
 
 DEB_PACKAGE = "linux-source-6.12"
 BASE_TAG = "mkh-base"
@@ -88,7 +88,7 @@ def makefile_version(tree: Path) -> str:
 
 
 def git(tree: Path, *args: str) -> str:
-    return proc.output(["git", "-C", str(tree), *args])
+    return hostcmd.output(["git", "-C", str(tree), *args])
 
 
 def _dpkg_newer(a: str, b: str) -> bool:
@@ -123,7 +123,7 @@ def _download(downloads: Path) -> None:
         tempfile.TemporaryDirectory(dir=downloads, prefix=".download-") as tmp,
         step(f"Downloading {DEB_PACKAGE} (apt-get download)") as st,
     ):
-        proc.run_logged(
+        hostcmd.run_logged(
             ["apt-get", "download", DEB_PACKAGE],
             downloads / "download.log",
             cwd=Path(tmp),
@@ -150,7 +150,7 @@ def _unpack(deb: Path, work: Path, log: Path) -> None:
     ):
         unpacked = Path(tmp)
         tarball = f"./usr/src/{DEB_PACKAGE}.tar.xz"
-        proc.run_logged(
+        hostcmd.run_logged(
             [
                 "sh",
                 "-c",
@@ -161,7 +161,7 @@ def _unpack(deb: Path, work: Path, log: Path) -> None:
             log,
             what="dpkg-deb",
         )
-        proc.run_logged(
+        hostcmd.run_logged(
             ["tar", "-xvJf", unpacked / tarball, "-C", work, "--strip-components=1"],
             log,
             step=st,
@@ -172,15 +172,17 @@ def _unpack(deb: Path, work: Path, log: Path) -> None:
 def _commit_base(deb: Path, work: Path, log: Path) -> None:
     with step("Committing the pristine source to git") as st:
         env = dict(GIT_ENV)
-        proc.run_logged(["git", "init", "-q"], log, cwd=work, env=env)
+        hostcmd.run_logged(["git", "init", "-q"], log, cwd=work, env=env)
         st.update("git add")
-        proc.run_logged(["git", "add", "-A", "-f"], log, cwd=work, env=env)
+        hostcmd.run_logged(["git", "add", "-A", "-f"], log, cwd=work, env=env)
         message = f"Linux {makefile_version(work)} from Debian {DEB_PACKAGE} {_deb_version(deb)}"
         st.update("git commit")
-        proc.run_logged(["git", "commit", "-q", "-m", message], log, cwd=work, env=env)
+        hostcmd.run_logged(["git", "commit", "-q", "-m", message], log, cwd=work, env=env)
         if _drop_debian_ignore(work / ".gitignore"):
-            proc.run_logged(["git", "commit", "-q", "-a", "-m", IGNORE_FIX], log, cwd=work, env=env)
-        proc.run_logged(["git", "tag", BASE_TAG], log, cwd=work, env=env)
+            hostcmd.run_logged(
+                ["git", "commit", "-q", "-a", "-m", IGNORE_FIX], log, cwd=work, env=env
+            )
+        hostcmd.run_logged(["git", "tag", BASE_TAG], log, cwd=work, env=env)
 
 
 IGNORE_FIX = """gitignore: stop ignoring the whole tree
@@ -219,11 +221,11 @@ def apply_series(tree: Path, log: Path) -> None:
     patches = series_patches()
     # A run interrupted in the middle of `git am` leaves its state behind.
     subprocess.run(["git", "-C", str(tree), "am", "--abort"], capture_output=True, check=False)
-    proc.run_logged(["git", "checkout", "-q", "-f", "--detach", BASE_TAG], log, cwd=tree)
-    proc.run_logged(["git", "clean", "-q", "-f", "-d"], log, cwd=tree)
+    hostcmd.run_logged(["git", "checkout", "-q", "-f", "--detach", BASE_TAG], log, cwd=tree)
+    hostcmd.run_logged(["git", "clean", "-q", "-f", "-d"], log, cwd=tree)
     for patch in patches:
         try:
-            proc.run_logged(
+            hostcmd.run_logged(
                 ["git", "am", "-q", "--committer-date-is-author-date", patch],
                 log,
                 cwd=tree,
@@ -300,12 +302,12 @@ def make_kernel_tree(dest: Path, with_series: bool = True) -> Path:
     log.unlink(missing_ok=True)
     with step(f"Cloning the kernel tree to {dest}"):
         with locked(repo, f"the kernel source tree {repo}", shared=True):
-            proc.run_logged(["git", "clone", "-q", "--no-checkout", repo, dest], log)
-        proc.run_logged(["git", "checkout", "-q", "-b", "series", BASE_TAG], log, cwd=dest)
+            hostcmd.run_logged(["git", "clone", "-q", "--no-checkout", repo, dest], log)
+        hostcmd.run_logged(["git", "checkout", "-q", "-b", "series", BASE_TAG], log, cwd=dest)
     patches = series_patches() if with_series else []
     with step(f"Applying the series ({len(patches)} patches)"):
         for patch in patches:
-            proc.run_logged(
+            hostcmd.run_logged(
                 ["git", "am", "-q", patch],
                 log,
                 cwd=dest,
@@ -319,7 +321,7 @@ def export_patches(tree: Path, base: str = BASE_TAG) -> list[Path]:
     """Write the commits base..HEAD of `tree` as the series; returns the new patch files."""
     tree = tree.resolve()
     staging = Path(tempfile.mkdtemp(dir=cache_dir("export")))
-    proc.output(
+    hostcmd.output(
         [
             "git",
             "-C",

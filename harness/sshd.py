@@ -18,8 +18,8 @@ from pathlib import Path
 
 import paramiko
 
-from . import proc
-from .errors import InfraError
+from harness.core import hostcmd
+from harness.core.errors import InfraError
 
 DROPBEAR = Path("/usr/sbin/dropbear")
 DROPBEARKEY = Path("/usr/bin/dropbearkey")
@@ -82,9 +82,9 @@ def make_keys(directory: Path, authorize: Sequence[paramiko.PKey] = ()) -> Keys:
     authorized.chmod(0o600)
     host_file = directory / "host_key"
     host_file.unlink(missing_ok=True)
-    proc.output([DROPBEARKEY, "-t", "ed25519", "-f", host_file])
+    hostcmd.output([DROPBEARKEY, "-t", "ed25519", "-f", host_file])
     host_file.chmod(0o600)
-    public = proc.output([DROPBEARKEY, "-y", "-f", host_file])
+    public = hostcmd.output([DROPBEARKEY, "-y", "-f", host_file])
     line = next((ln for ln in public.splitlines() if ln.startswith("ssh-ed25519 ")), None)
     if line is None:
         raise InfraError(f"dropbearkey printed no public key for {host_file}")
@@ -98,7 +98,7 @@ def make_keys(directory: Path, authorize: Sequence[paramiko.PKey] = ()) -> Keys:
 def _libraries(binary: Path) -> list[Path]:
     """The shared objects `binary` loads, the dynamic loader included (from ldd)."""
     found = []
-    for line in proc.output(["ldd", binary]).splitlines():
+    for line in hostcmd.output(["ldd", binary]).splitlines():
         match = _LIBRARY.search(line.strip())
         if match:
             found.append(Path(match.group(1)))

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from .artifacts import RunDir
-    from .console import Console
-    from .guest import Images
-    from .machine import Machine
-    from .shell import Result, Shell
-    from .ssh import SshChannel
+    from harness.console import Console
+    from harness.core.rundir import RunDir
+    from harness.guest import Images
+    from harness.machine import Machine
+    from harness.shell import Result, Shell
+    from harness.ssh import SshChannel
 
 
 class Commands(Protocol):

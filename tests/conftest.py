@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from harness import images, result
-from harness.artifacts import RunDir
+from harness.core.lock import locked
+from harness.core.paths import cache_dir
+from harness.core.rundir import RunDir
 from harness.guest import Guest, GuestOptions, Images
 from harness.lab import Lab, LabGuest, QemuOnly
-from harness.lock import locked
 from harness.machine import process_name
-from harness.paths import cache_dir
 from harness.shell import Shell
 
 # Every QEMU this test process starts (also through `mkh` subprocesses, which

@@ -13,12 +13,12 @@ from xml.etree import ElementTree
 import pytest
 
 from harness import dtb
-from harness.artifacts import RunDir
-from harness.errors import GuestTimeout, KernelCrash
+from harness.core.errors import GuestTimeout, KernelCrash
+from harness.core.paths import REPO
+from harness.core.rundir import RunDir
 from harness.guest import Images
 from harness.lab import Lab, LabGuest
 from harness.mk import Multikernel
-from harness.paths import REPO
 from tests.conftest import MKH
 from tests.lab.conftest import LocalLab
 

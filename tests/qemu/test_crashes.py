@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from harness import shell as shell_module
+from harness.core.errors import GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.errors import GuestTimeout, KernelCrash
 from harness.guest import Guest
 from harness.mk import Multikernel
 from harness.shell import Shell

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import GuestTimeout, KernelCrash
+from harness.core.errors import GuestTimeout, KernelCrash
 from harness.guest import Guest
 
 pytestmark = pytest.mark.qemu

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness import source
+from harness.core.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
 from harness.guest import Guest, Images
 from harness.kernel import companions
 from harness.mk import Multikernel

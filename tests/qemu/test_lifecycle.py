@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from harness import channels, dtb
+from harness.core.errors import KernelCrash
 from harness.dtb import Instance
-from harness.errors import KernelCrash
 from harness.guest import Guest
 from harness.mk import ROOT, Multikernel, parse_ping
 from harness.shell import Shell, ShellUnusable

@@ -15,8 +15,8 @@ from dataclasses import replace
 import pytest
 
 from harness import density, dtb, mkcon
+from harness.core.errors import GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.errors import GuestTimeout, KernelCrash
 from harness.guest import Guest, Images
 from harness.mk import MKCON, Multikernel
 from tests.conftest import kasan_shadow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from harness.errors import EXIT_CRASH, EXIT_TIMEOUT
+from harness.core.errors import EXIT_CRASH, EXIT_TIMEOUT
 from harness.guest import Images
 from tests.conftest import MKH, TRANSPORT, kasan_shadow, qemu_processes
 

@@ -86,7 +86,7 @@ def validation_guest(
     guest_images: Images, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Guest, Multikernel]]:
     """One guest holding web-server, against which every bad DTB is tried."""
-    from harness.artifacts import RunDir
+    from harness.core.rundir import RunDir
 
     run = RunDir(tmp_path_factory.mktemp("validation"))
     guest = Guest(guest_images, GuestOptions(smp=4, memory=MEMORY, append=POOL), run)

@@ -17,9 +17,9 @@ import pexpect
 import pytest
 
 from harness import bzimage
-from harness.errors import EXIT_CRASH
+from harness.core.errors import EXIT_CRASH
+from harness.core.paths import REPO
 from harness.guest import Images
-from harness.paths import REPO
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu

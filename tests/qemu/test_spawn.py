@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from harness import dtb
+from harness.core.errors import KernelCrash
 from harness.dtb import Instance
-from harness.errors import KernelCrash
 from harness.guest import Guest, Shell
 from harness.mk import Multikernel
 from tests.conftest import apic_ids, kasan_shadow

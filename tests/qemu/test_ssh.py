@@ -17,7 +17,7 @@ import pexpect
 import pytest
 
 from harness import dtb
-from harness.errors import GuestTimeout, InfraError, KernelCrash
+from harness.core.errors import GuestTimeout, InfraError, KernelCrash
 from harness.guest import Guest, Images
 from harness.mk import Multikernel
 from harness.ssh import SshChannel

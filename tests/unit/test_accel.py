@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from harness import accel
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 
 
 def fake_qemu(tmp_path: Path, body: str) -> str:

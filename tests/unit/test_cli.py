@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, images, paths
-from harness.errors import (
+from harness import cli, images
+from harness.core import paths
+from harness.core.errors import (
     EXIT_CRASH,
     EXIT_INFRA,
     EXIT_TIMEOUT,
@@ -16,8 +17,8 @@ from harness.errors import (
     InfraError,
     KernelCrash,
 )
+from harness.core.paths import REPO
 from harness.guest import Images
-from harness.paths import REPO
 from tests.unit.fakes import fake_bzimage
 
 MAKE = shutil.which("make") or "make"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness import initramfs
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 
 
 def listing(archive: bytes) -> list[str]:

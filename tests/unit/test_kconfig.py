@@ -92,7 +92,7 @@ def test_the_debug_build_adds_its_fragment_and_its_own_cache_key(tmp_path: Path)
 
 def test_debug_kernel_from_the_environment_and_refused_for_a_prebuilt(tmp_path: Path) -> None:
     from harness import images
-    from harness.errors import InfraError
+    from harness.core.errors import InfraError
 
     assert images.kernel_choice(env={"MKH_DEBUG_KERNEL": "1"}).debug
     assert not images.kernel_choice(env={"MKH_DEBUG_KERNEL": "0"}).debug

@@ -9,7 +9,7 @@ import paramiko
 import pytest
 import yaml
 
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 from harness.lab import Lab
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness import source
-from harness.lock import is_locked, lock_file, locked
-from harness.paths import REPO
+from harness.core.lock import is_locked, lock_file, locked
+from harness.core.paths import REPO
 from tests.unit.test_source import fake_kernel, git
 
 # Each script holds what it takes until the file `release` exists.

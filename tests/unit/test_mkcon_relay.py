@@ -12,7 +12,7 @@ import pytest
 
 from harness import channels, density, dtb, mkcon
 from harness.console import Console
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 from harness.mk import MKCON, Multikernel
 
 

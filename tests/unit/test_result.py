@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import images, result, source
-from harness.artifacts import RunDir
-from harness.errors import (
+from harness.core.errors import (
     GuestCommandFailed,
     GuestExited,
     GuestTimeout,
@@ -16,8 +15,9 @@ from harness.errors import (
     Interrupted,
     KernelCrash,
 )
+from harness.core.paths import REPO
+from harness.core.rundir import RunDir
 from harness.guest import Images
-from harness.paths import REPO
 from tests.unit.fakes import fake_bzimage
 
 

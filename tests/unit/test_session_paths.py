@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness import session
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 
 
 @pytest.fixture(autouse=True)

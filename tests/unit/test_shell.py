@@ -16,7 +16,7 @@ import pytest
 
 from harness import shell as shell_module
 from harness.console import Console
-from harness.errors import GuestTimeout, KernelCrash
+from harness.core.errors import GuestTimeout, KernelCrash
 from harness.shell import READY, Shell, ShellUnusable
 
 BUSYBOX = Path("/bin/busybox")

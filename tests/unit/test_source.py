@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from harness import source
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 
 
 def git(repo: Path, *args: str) -> str:

@@ -10,7 +10,7 @@ import paramiko
 import pytest
 
 from harness import sshd
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 from harness.ssh import SshChannel
 
 

@@ -8,8 +8,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import InfraError
-from .progress import Step
+from harness.core.errors import InfraError
+from harness.core.progress import Step
 
 TAIL_LINES = 25
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts
-from harness.artifacts import RunDir
+from harness.core import rundir
+from harness.core.rundir import RunDir
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_run_dirs_created_at_once_are_distinct(runs: Path) -> None:
 
 
 def test_pruning_spares_a_run_in_use(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(artifacts, "KEEP_RUNS", 3)
+    monkeypatch.setattr(rundir, "KEEP_RUNS", 3)
     runs.mkdir(parents=True)
     old = [runs / f"2000010{n}-000000-old" for n in range(5)]
     for path in old:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InfraError
+from harness.core.errors import InfraError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = REPO / "guest"
 IMAGES_DIR = REPO / "images"
 LINUX_RECIPE_DIR = IMAGES_DIR / "linux"

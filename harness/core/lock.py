@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .paths import cache_dir
-from .progress import note
+from harness.core.paths import cache_dir
+from harness.core.progress import note
 
 
 def lock_file(path: Path) -> Path:

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import lock
-from .paths import cache_dir
+from harness.core import lock
+from harness.core.paths import cache_dir
 
 KEEP_RUNS = 20
 LOCK = ".mkh-run.lock"
