@@ -19,7 +19,7 @@ from tests.unit.test_source import fake_kernel, git
 HOLD = """
 import sys, time
 from pathlib import Path
-from harness.lock import locked
+from harness.core.lock import locked
 
 entry, log, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 with locked(entry, "the test entry"):
