@@ -9,11 +9,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import phases
+from harness.build.images import Images
 from harness.core import progress
 from harness.core.errors import InfraError
 from harness.core.rundir import RunDir
 from harness.dtb import Instance
-from harness.guest import Guest, GuestOptions, Images
+from harness.guest import Guest, GuestOptions
 from harness.mk import Multikernel, parse_ping
 
 # The web-server instance of the usage.rst example.

@@ -15,19 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness import (
-    bench,
-    density,
-    dtb,
-    images,
-    initramfs,
-    interactive,
-    lab,
-    result,
-    series,
-    session,
-    source,
-)
+from harness import bench, density, dtb, interactive, lab, result, session
+from harness.build import images, initramfs, series, source
 from harness.core import sizes
 from harness.core.errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from harness.core.paths import IMAGES_DIR

@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness import dtb, mkcon
+from harness.build.images import Images
 from harness.core import progress
 from harness.core.errors import HarnessError
 from harness.core.rundir import RunDir
-from harness.guest import Guest, GuestOptions, Images
+from harness.guest import Guest, GuestOptions
 from harness.mk import MKCON, Multikernel
 from harness.shell import Shell
 

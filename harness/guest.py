@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from harness import channels, hang, initramfs, kernel, sshd
+from harness import channels, hang, sshd
+from harness.build import initramfs, kernel
+from harness.build.images import Images
 from harness.console import Console
 from harness.core.errors import GuestTimeout, InfraError
 from harness.core.progress import note
@@ -18,22 +20,10 @@ from harness.shell import Result, Shell, ShellUnusable
 from harness.ssh import SshChannel
 from harness.target import Lifecycle
 
-__all__ = ["TRANSPORTS", "Guest", "GuestOptions", "Images", "Result", "Shell"]
-
 # How the harness runs the host's commands: its shell on ttyS0, or SSH.
 TRANSPORTS = ("console", "ssh")
 # QEMU gets a port that was free a moment before; another process may take it first.
 PORT_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Images:
-    """What a guest boots: a kernel, an initramfs and (when known) the kernel config."""
-
-    kernel: Path
-    initrd: Path
-    config: Path | None = None
-    description: str = ""
 
 
 @dataclass

@@ -22,8 +22,8 @@ from pathlib import Path
 from qemu.qmp import QMPError
 
 from harness import channels
+from harness.build.kernel import companions
 from harness.core.errors import HarnessError
-from harness.kernel import companions
 from harness.machine import Machine
 from harness.shell import Shell
 

@@ -15,7 +15,7 @@ from typing import Protocol
 import pexpect
 
 from harness.console import Console
-from harness.guest import Shell
+from harness.shell import Shell
 from harness.ssh import SshChannel
 
 ESCAPE = b"\x1d"  # Ctrl-]

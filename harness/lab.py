@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from harness import channels, initramfs, sshd
+from harness import channels, sshd
+from harness.build import initramfs
+from harness.build.images import Images
 from harness.console import Console, report_crash
 from harness.core.errors import GuestExited, GuestTimeout, HarnessError, InfraError, KernelCrash
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.guest import Guest, GuestOptions, Images
+from harness.guest import Guest, GuestOptions
 from harness.shell import READY, Result, Shell
 from harness.ssh import SshChannel
 from harness.target import Lifecycle, Target

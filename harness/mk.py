@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 
 from harness import channels, dtb, mkcon
+from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.core.errors import InfraError
-from harness.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.shell import Shell
 from harness.target import Commands, Target
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from harness import bzimage, source
+from harness.build import bzimage, source
+from harness.build.images import Images, KernelChoice
 from harness.core import atomic
 from harness.core.errors import (
     EXIT_INFRA,
@@ -31,8 +32,6 @@ from harness.core.errors import (
 )
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
-from harness.guest import Images
-from harness.images import KernelChoice
 
 FILE = "result.json"
 EXIT_FAIL = 1  # a failed test (a failed command keeps its own status)

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import interactive, lab, result
+from harness.build.images import Images, KernelChoice
 from harness.core.errors import HarnessError, InfraError
 from harness.core.paths import cache_dir
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.guest import GuestOptions, Images
-from harness.images import KernelChoice
+from harness.guest import GuestOptions
 from harness.lab import LabGuest
 from harness.shell import Result
 from harness.target import Target

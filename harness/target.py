@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
+    from harness.build.images import Images
     from harness.console import Console
     from harness.core.rundir import RunDir
-    from harness.guest import Images
     from harness.machine import Machine
     from harness.shell import Result, Shell
     from harness.ssh import SshChannel

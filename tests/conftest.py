@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from harness import images, result
+from harness import result
+from harness.build import images
+from harness.build.images import Images
 from harness.core.lock import locked
 from harness.core.paths import cache_dir
 from harness.core.rundir import RunDir
-from harness.guest import Guest, GuestOptions, Images
+from harness.guest import Guest, GuestOptions
 from harness.lab import Lab, LabGuest, QemuOnly
 from harness.machine import process_name
 from harness.shell import Shell

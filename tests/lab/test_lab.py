@@ -13,10 +13,10 @@ from xml.etree import ElementTree
 import pytest
 
 from harness import dtb
+from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
-from harness.guest import Images
 from harness.lab import Lab, LabGuest
 from harness.mk import Multikernel
 from tests.conftest import MKH

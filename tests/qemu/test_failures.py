@@ -13,9 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from harness import channels, dtb
+from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.dtb import Instance
 from harness.guest import Guest
-from harness.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.mk import ROOT, Multikernel, errno_name
 
 pytestmark = pytest.mark.qemu

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import source
+from harness.build import source
+from harness.build.images import Images
+from harness.build.kernel import companions
 from harness.core.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest, Images
-from harness.kernel import companions
+from harness.guest import Guest
 from harness.mk import Multikernel
 from tests.conftest import MKH, TRANSPORT
 

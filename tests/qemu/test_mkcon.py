@@ -15,9 +15,10 @@ from dataclasses import replace
 import pytest
 
 from harness import density, dtb, mkcon
+from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest, Images
+from harness.guest import Guest
 from harness.mk import MKCON, Multikernel
 from tests.conftest import kasan_shadow
 

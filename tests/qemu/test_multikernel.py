@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness import dtb
+from harness.build.images import Images
 from harness.cli import EXAMPLE_DTS
 from harness.dtb import Instance
-from harness.guest import Guest, GuestOptions, Images
+from harness.guest import Guest, GuestOptions
 from harness.mk import ROOT, Multikernel, Pool
 
 pytestmark = pytest.mark.qemu

@@ -16,10 +16,10 @@ from typing import Any
 import pexpect
 import pytest
 
-from harness import bzimage
+from harness.build import bzimage
+from harness.build.images import Images
 from harness.core.errors import EXIT_CRASH
 from harness.core.paths import REPO
-from harness.guest import Images
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu

@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from harness import session
-from harness.guest import Images
+from harness.build.images import Images
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import initramfs
+from harness.build import initramfs
 from harness.core import atomic
 from harness.core.errors import InfraError
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, images
+from harness import cli
+from harness.build import images
+from harness.build.images import Images
 from harness.core import paths
 from harness.core.errors import (
     EXIT_CRASH,
@@ -18,7 +20,6 @@ from harness.core.errors import (
     KernelCrash,
 )
 from harness.core.paths import REPO
-from harness.guest import Images
 from tests.unit.fakes import fake_bzimage
 
 MAKE = shutil.which("make") or "make"

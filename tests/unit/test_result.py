@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import images, result, source
+from harness import result
+from harness.build import images, source
+from harness.build.images import Images
 from harness.core.errors import (
     GuestCommandFailed,
     GuestExited,
@@ -17,7 +19,6 @@ from harness.core.errors import (
 )
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
-from harness.guest import Images
 from tests.unit.fakes import fake_bzimage
 
 

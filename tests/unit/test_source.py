@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import source
+from harness.build import source
 from harness.core.errors import InfraError
 
 

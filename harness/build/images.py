@@ -8,9 +8,18 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness import bzimage, initramfs, kernel, source
+from harness.build import bzimage, initramfs, kernel, source
 from harness.core.errors import InfraError
-from harness.guest import Images
+
+
+@dataclass(frozen=True)
+class Images:
+    """What a guest boots: a kernel, an initramfs and (when known) the kernel config."""
+
+    kernel: Path
+    initrd: Path
+    config: Path | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True)

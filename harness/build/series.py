@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness import kernel, source
+from harness.build import kernel, source
 from harness.core.errors import InfraError
 from harness.core.progress import note
 

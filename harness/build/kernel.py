@@ -9,13 +9,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import kconfig
+from harness.build import kconfig
+from harness.build.source import KernelSource
 from harness.core import atomic, hostcmd
 from harness.core.errors import InfraError
 from harness.core.lock import locked
 from harness.core.paths import DEBUG_RECIPE_DIR, LINUX_RECIPE_DIR, cache_dir
 from harness.core.progress import note, step
-from harness.source import KernelSource
 
 # Bump when the way a kernel is configured or built changes.
 RECIPE = "kernel-2"
