@@ -14,8 +14,8 @@ from harness.core import progress
 from harness.core.errors import InfraError
 from harness.core.rundir import RunDir
 from harness.dtb import Instance
-from harness.guest import Guest, GuestOptions
 from harness.mk import Multikernel, parse_ping
+from harness.target.qemu import Guest, GuestOptions
 
 # The web-server instance of the usage.rst example.
 SPAWN_INSTANCE = Instance("web-server", 1, (1,), 0x20000000)

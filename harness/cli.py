@@ -15,18 +15,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness import bench, density, dtb, interactive, lab, result, session
+from harness import bench, density, dtb, result
 from harness.build import images, initramfs, series, source
 from harness.core import sizes
 from harness.core.errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from harness.core.paths import IMAGES_DIR
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.guest import TRANSPORTS, GuestOptions
-from harness.machine import free_port
 from harness.mk import MKCON, Multikernel
-from harness.shell import Result
-from harness.target import Target
+from harness.target import interactive, lab, session
+from harness.target.machine import free_port
+from harness.target.protocol import Target
+from harness.target.qemu import TRANSPORTS, GuestOptions
+from harness.target.shell import Result
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"

@@ -26,9 +26,9 @@ from harness.build.images import Images
 from harness.core import progress
 from harness.core.errors import HarnessError
 from harness.core.rundir import RunDir
-from harness.guest import Guest, GuestOptions
 from harness.mk import MKCON, Multikernel
-from harness.shell import Shell
+from harness.target.qemu import Guest, GuestOptions
+from harness.target.shell import Shell
 
 MIB = 1 << 20
 DEFAULT_CPUS = 8

@@ -15,11 +15,12 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from harness import channels, dtb, mkcon
+from harness import dtb, mkcon
 from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.core.errors import InfraError
-from harness.shell import Shell
-from harness.target import Commands, Target
+from harness.target import uarts
+from harness.target.protocol import Commands, Target
+from harness.target.shell import Shell
 
 ROOT = "/sys/fs/multikernel"
 # A spawned kernel's console: a UART of the target's (QEMU's ttyS1-ttyS3, in
@@ -291,7 +292,7 @@ class Multikernel:
         Creates the instance unless it exists, loads /boot/bzImage with the
         guest's initramfs, takes the instance's CPUs offline, starts it and
         waits for the mkh init's shell on `console`: a UART (the kernel logs
-        to its own stream, see harness/channels.py) or MKCON, the console
+        to its own stream, see harness/target/uarts.py) or MKCON, the console
         over shared memory that carries both (harness/mkcon.py).  The next
         free UART by default, else MKCON.  `pause` seconds pass between the
         load and the start.  Any refusal raises InfraError with the errno.
@@ -301,10 +302,10 @@ class Multikernel:
             mkcon.host_channel(self.guest)  # refused before anything is loaded
             params = f"{mkcon.KERNEL_PARAMS} {cmdline}"
         elif console in self.guest.instance_uarts:
-            params = f"{channels.kernel_params(console)} mkkernel_uart={console} {cmdline}"
+            params = f"{uarts.kernel_params(console)} mkkernel_uart={console} {cmdline}"
         else:
-            uarts = ", ".join(self.guest.instance_uarts) or "none here"
-            raise InfraError(f"no console {console!r} for an instance ({MKCON}, or UARTs: {uarts})")
+            names = ", ".join(self.guest.instance_uarts) or "none here"
+            raise InfraError(f"no console {console!r} for an instance ({MKCON}, or UARTs: {names})")
         if inst.name not in self.instances():
             self.must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
         self.must(

@@ -19,11 +19,11 @@ import threading
 
 import paramiko
 
-from harness.console import Console
 from harness.core.errors import InfraError
-from harness.shell import Shell
-from harness.ssh import SshChannel
-from harness.target import Target
+from harness.target.console import Console
+from harness.target.protocol import Target
+from harness.target.shell import Shell
+from harness.target.ssh import SshChannel
 
 # An instance's kernel command line for its console over shared memory.
 KERNEL_PARAMS = "console=mkcon0 ignore_loglevel mkh.tty=mkcon0"

@@ -19,10 +19,10 @@ from harness.build.images import Images
 from harness.core.lock import locked
 from harness.core.paths import cache_dir
 from harness.core.rundir import RunDir
-from harness.guest import Guest, GuestOptions
-from harness.lab import Lab, LabGuest, QemuOnly
-from harness.machine import process_name
-from harness.shell import Shell
+from harness.target.lab import Lab, LabGuest, QemuOnly
+from harness.target.machine import process_name
+from harness.target.qemu import Guest, GuestOptions
+from harness.target.shell import Shell
 
 # Every QEMU this test process starts (also through `mkh` subprocesses, which
 # inherit the environment) carries a process name of its own, so it can tell

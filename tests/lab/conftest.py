@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from harness.build import images
-from harness.machine import free_port
+from harness.target.machine import free_port
 from tests.conftest import stock_tree
 from tests.lab import standin
 

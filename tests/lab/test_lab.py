@@ -17,8 +17,8 @@ from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
-from harness.lab import Lab, LabGuest
 from harness.mk import Multikernel
+from harness.target.lab import Lab, LabGuest
 from tests.conftest import MKH
 from tests.lab.conftest import LocalLab
 

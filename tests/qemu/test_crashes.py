@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import shell as shell_module
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import Multikernel
-from harness.shell import Shell
+from harness.target import shell as shell_module
+from harness.target.qemu import Guest
+from harness.target.shell import Shell
 from tests.conftest import clocksource_settled
 
 pytestmark = pytest.mark.qemu

@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import channels, dtb
+from harness import dtb
 from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import ROOT, Multikernel, errno_name
+from harness.target import uarts
+from harness.target.qemu import Guest
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
@@ -86,10 +87,10 @@ def test_kernel_given_an_unknown_setup_version_halts_instead_of_booting(boot: Bo
     machine = guest.machine
     assert machine is not None
     console = mk.free_console()
-    log = machine.consoles[channels.log_stream(console)]
+    log = machine.consoles[uarts.log_stream(console)]
     assert mk.upload(dtb.to_dtb([WEB])).ok
     guest.check(f"echo version > {DEBUGFS}/setup_inject")
-    params = f"{channels.kernel_params(console)} mkkernel_uart={console}"
+    params = f"{uarts.kernel_params(console)} mkkernel_uart={console}"
     assert mk.load(WEB.id, cmdline=params).ok
     assert guest.check(f"cat {DEBUGFS}/setup_inject").strip() == "none"
     mk.set_cpu_online(1, False)
@@ -202,7 +203,7 @@ def test_cpu_online_and_exec_racing_never_both_win(boot: Boot) -> None:
     assert mk.upload(dtb.to_dtb([WEB])).ok
     # With its log port and its UART: a kernel without one has no console for its
     # shell and powers itself off right after it is up (and says why it did not).
-    assert mk.load(WEB.id, cmdline=f"{channels.kernel_params('ttyS1')} mkkernel_uart=ttyS1").ok
+    assert mk.load(WEB.id, cmdline=f"{uarts.kernel_params('ttyS1')} mkkernel_uart=ttyS1").ok
     online = "/sys/devices/system/cpu/cpu1/online"
     for _ in range(20):
         mk.set_cpu_online(1, False)

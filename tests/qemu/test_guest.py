@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import GuestTimeout, KernelCrash
-from harness.guest import Guest
+from harness.target.qemu import Guest
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]

@@ -15,8 +15,8 @@ from harness.build.images import Images
 from harness.build.kernel import companions
 from harness.core.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import Multikernel
+from harness.target.qemu import Guest
 from tests.conftest import MKH, TRANSPORT
 
 pytestmark = pytest.mark.qemu

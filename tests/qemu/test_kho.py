@@ -9,9 +9,9 @@ import pytest
 
 from harness import dtb
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import Multikernel, errno_name
-from harness.shell import Shell
+from harness.target.qemu import Guest
+from harness.target.shell import Shell
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]

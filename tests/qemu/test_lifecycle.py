@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import channels, dtb
+from harness import dtb
 from harness.core.errors import KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import ROOT, Multikernel, parse_ping
-from harness.shell import Shell, ShellUnusable
+from harness.target import uarts
+from harness.target.qemu import Guest
+from harness.target.shell import Shell, ShellUnusable
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]
@@ -20,7 +21,7 @@ Boot = Callable[..., Guest]
 WEB = Instance("web-server", 1, (1,), 0x10000000)
 # A kernel loaded without its UART finds no console for its shell and powers
 # itself off right after it is up: tests that need it to stay up give it one.
-WITH_SHELL = f"{channels.kernel_params('ttyS1')} mkkernel_uart=ttyS1"
+WITH_SHELL = f"{uarts.kernel_params('ttyS1')} mkkernel_uart=ttyS1"
 DEBUGFS = "/sys/kernel/debug/multikernel"
 # Data messages a sender may have unread by the receiver's user space.
 DATA_WINDOW = 16

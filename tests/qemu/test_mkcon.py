@@ -18,8 +18,8 @@ from harness import density, dtb, mkcon
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import MKCON, Multikernel
+from harness.target.qemu import Guest
 from tests.conftest import kasan_shadow
 
 pytestmark = [

@@ -11,8 +11,8 @@ from harness import dtb
 from harness.build.images import Images
 from harness.cli import EXAMPLE_DTS
 from harness.dtb import Instance
-from harness.guest import Guest, GuestOptions
 from harness.mk import ROOT, Multikernel, Pool
+from harness.target.qemu import Guest, GuestOptions
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]

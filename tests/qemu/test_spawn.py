@@ -10,9 +10,9 @@ import pytest
 from harness import dtb
 from harness.core.errors import KernelCrash
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import Multikernel
-from harness.shell import Shell
+from harness.target.qemu import Guest
+from harness.target.shell import Shell
 from tests.conftest import apic_ids, kasan_shadow
 
 pytestmark = pytest.mark.qemu

@@ -9,8 +9,8 @@ import pytest
 
 from harness import bench, dtb, phases
 from harness.dtb import Instance
-from harness.guest import Guest
 from harness.mk import Multikernel
+from harness.target.qemu import Guest
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Guest]

@@ -19,9 +19,9 @@ import pytest
 from harness import dtb
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, InfraError, KernelCrash
-from harness.guest import Guest
 from harness.mk import Multikernel
-from harness.ssh import SshChannel
+from harness.target.qemu import Guest
+from harness.target.ssh import SshChannel
 from tests.conftest import MKH, qemu_processes
 
 pytestmark = [

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import channels, density, dtb, mkcon
-from harness.console import Console
+from harness import density, dtb, mkcon
 from harness.core.errors import InfraError
 from harness.mk import MKCON, Multikernel
+from harness.target import uarts
+from harness.target.console import Console
 
 
 class FakeChannel:
@@ -143,6 +144,6 @@ def test_density_report_gives_ratios_to_the_quiet_host() -> None:
 
 
 def test_crash_reports_name_the_instance_console() -> None:
-    assert channels.describe("mkcon12") == "mkcon12 (console over shared memory of instance 12)"
-    assert channels.describe("kmsg1") == "kmsg1 (kernel log of the ttyS1 instance)"
-    assert channels.describe("mkconx") == "mkconx"
+    assert uarts.describe("mkcon12") == "mkcon12 (console over shared memory of instance 12)"
+    assert uarts.describe("kmsg1") == "kmsg1 (kernel log of the ttyS1 instance)"
+    assert uarts.describe("mkconx") == "mkconx"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import shell as shell_module
-from harness.console import Console
 from harness.core.errors import GuestTimeout, KernelCrash
-from harness.shell import READY, Shell, ShellUnusable
+from harness.target import shell as shell_module
+from harness.target.console import Console
+from harness.target.shell import READY, Shell, ShellUnusable
 
 BUSYBOX = Path("/bin/busybox")
 pytestmark = pytest.mark.skipif(not BUSYBOX.exists(), reason="needs /bin/busybox (busybox-static)")

@@ -9,9 +9,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness import sshd
 from harness.core.errors import InfraError
-from harness.ssh import SshChannel
+from harness.target import sshd
+from harness.target.ssh import SshChannel
 
 
 def test_each_run_gets_its_own_keys_readable_only_by_the_user(tmp_path: Path) -> None:

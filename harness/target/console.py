@@ -20,7 +20,7 @@ import pexpect
 from pexpect import fdpexpect
 
 from harness.core.errors import GuestExited, GuestTimeout, KernelCrash
-from harness.crash import Crash, Detector
+from harness.target.crash import Crash, Detector
 
 SLICE = 0.2  # seconds between health checks while waiting
 CRASH_GRACE = 2.0  # seconds to keep reading after a crash line, for the backtrace

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from harness.build.images import Images
-    from harness.console import Console
     from harness.core.rundir import RunDir
-    from harness.machine import Machine
-    from harness.shell import Result, Shell
-    from harness.ssh import SshChannel
+    from harness.target.console import Console
+    from harness.target.machine import Machine
+    from harness.target.shell import Result, Shell
+    from harness.target.ssh import SshChannel
 
 
 class Commands(Protocol):

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import paramiko
 
-from harness.console import SLICE, Console
 from harness.core.errors import GuestCommandFailed, GuestExited, GuestTimeout, InfraError
-from harness.shell import LOG_SYNC_TIMEOUT, Result
-from harness.sshd import HOST_ALIAS, Keys
+from harness.target.console import SLICE, Console
+from harness.target.shell import LOG_SYNC_TIMEOUT, Result
+from harness.target.sshd import HOST_ALIAS, Keys
 
 # Attempts before the guest's server listens fail, and are retried: paramiko's
 # own log of each would reach stderr through logging's last-resort handler.

@@ -24,16 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import interactive, lab, result
+from harness import result
 from harness.build.images import Images, KernelChoice
 from harness.core.errors import HarnessError, InfraError
 from harness.core.paths import cache_dir
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.guest import GuestOptions
-from harness.lab import LabGuest
-from harness.shell import Result
-from harness.target import Target
+from harness.target import interactive, lab
+from harness.target.lab import LabGuest
+from harness.target.protocol import Target
+from harness.target.qemu import GuestOptions
+from harness.target.shell import Result
 
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
 DEFAULT_IDLE = 1800.0  # seconds without a request before a session ends itself

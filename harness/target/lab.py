@@ -35,17 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from harness import channels, sshd
 from harness.build import initramfs
 from harness.build.images import Images
-from harness.console import Console, report_crash
 from harness.core.errors import GuestExited, GuestTimeout, HarnessError, InfraError, KernelCrash
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.guest import Guest, GuestOptions
-from harness.shell import READY, Result, Shell
-from harness.ssh import SshChannel
-from harness.target import Lifecycle, Target
+from harness.target import sshd, uarts
+from harness.target.console import Console, report_crash
+from harness.target.protocol import Lifecycle, Target
+from harness.target.qemu import Guest, GuestOptions
+from harness.target.shell import READY, Result, Shell
+from harness.target.ssh import SshChannel
 
 TARGET = "main"
 SERIAL = "serial"  # the console stream's name: console-serial.log
@@ -287,7 +287,7 @@ class LabGuest(Lifecycle):
     def health(self) -> None:
         """KernelCrash if the console showed one; GuestExited if the console server hung up."""
         for console in self.consoles.values():
-            where = channels.describe(console.name)
+            where = uarts.describe(console.name)
             report_crash(console, self.run_dir.file(f"crash-{console.name}.txt"), where)
         serial = self.serial
         if serial is None:

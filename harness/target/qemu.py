@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from harness import channels, hang, sshd
 from harness.build import initramfs, kernel
 from harness.build.images import Images
-from harness.console import Console
 from harness.core.errors import GuestTimeout, InfraError
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.machine import Machine, MachineConfig, free_port
-from harness.shell import Result, Shell, ShellUnusable
-from harness.ssh import SshChannel
-from harness.target import Lifecycle
+from harness.target import hang, sshd, uarts
+from harness.target.console import Console
+from harness.target.machine import Machine, MachineConfig, free_port
+from harness.target.protocol import Lifecycle
+from harness.target.shell import Result, Shell, ShellUnusable
+from harness.target.ssh import SshChannel
 
 # How the harness runs the host's commands: its shell on ttyS0, or SSH.
 TRANSPORTS = ("console", "ssh")
@@ -36,7 +36,7 @@ class GuestOptions:
     put: list[tuple[Path, str]] = field(default_factory=list)
     gdb_port: int | None = None
     transport: str = "console"
-    # A labgrid environment: boot on that lab machine instead of QEMU (harness/lab.py).
+    # A labgrid environment: boot on that lab machine instead of QEMU (harness/target/lab.py).
     lab_env: Path | None = None
 
 
@@ -93,7 +93,7 @@ class Guest(Lifecycle):
         self._launch(config, with_ssh=keys is not None)
         if opts.gdb_port is not None:
             self._announce_gdb(opts.gdb_port)
-        self._shell = self.new_shell(channels.HOST_TTY)
+        self._shell = self.new_shell(uarts.HOST_TTY)
         self._shell.wait_ready(opts.boot_timeout)
         if keys is not None:
             self._connect_ssh(keys, config)
@@ -121,7 +121,7 @@ class Guest(Lifecycle):
             config.ssh_port,
             keys,
             machine.health,
-            log=machine.consoles[channels.log_stream(channels.HOST_TTY)],
+            log=machine.consoles[uarts.log_stream(uarts.HOST_TTY)],
             on_timeout=lambda: self.capture_hang(None),
             transcript=self.run_dir.file("ssh.log"),
         )
@@ -157,7 +157,7 @@ class Guest(Lifecycle):
         shell = Shell(
             machine.consoles[tty],
             machine.health,
-            log=machine.consoles[channels.log_stream(tty)],
+            log=machine.consoles[uarts.log_stream(tty)],
             on_timeout=self.capture_hang,
         )
         self.shells.append(shell)
@@ -165,7 +165,7 @@ class Guest(Lifecycle):
 
     @property
     def instance_uarts(self) -> tuple[str, ...]:
-        return channels.SHELL_TTYS[1:]
+        return uarts.SHELL_TTYS[1:]
 
     def console_shell(self, console: Console) -> Shell:
         """A Shell on an instance's mkcon, crash-checked and hang-reported with the machine's."""

@@ -14,9 +14,9 @@ from typing import Protocol
 
 import pexpect
 
-from harness.console import Console
-from harness.shell import Shell
-from harness.ssh import SshChannel
+from harness.target.console import Console
+from harness.target.shell import Shell
+from harness.target.ssh import SshChannel
 
 ESCAPE = b"\x1d"  # Ctrl-]
 

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.console import Console
 from harness.core.errors import GuestCommandFailed, GuestExited, GuestTimeout, HarnessError
 from harness.core.progress import note
-from harness.crash import Crash
+from harness.target.console import Console
+from harness.target.crash import Crash
 
 READY = "mkh-guest: ready"
 # busybox's line editor truncates long lines; longer commands go through a file.

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from qemu.qmp import QMPError
 
-from harness import channels
 from harness.build.kernel import companions
 from harness.core.errors import HarnessError
-from harness.machine import Machine
-from harness.shell import Shell
+from harness.target import uarts
+from harness.target.machine import Machine
+from harness.target.shell import Shell
 
 SETTLE = 3.0  # seconds for the kernels to print what SysRq asked for
 _RIP = re.compile(r"^CPU#(\d+).*?\bRIP=([0-9a-f]+)", re.S | re.M)
@@ -64,7 +64,7 @@ def _log_sizes(machine: Machine) -> dict[str, int]:
     """The size of every kernel log stream's file: the log ports', and instances' mkcon."""
     sizes = {}
     for name in machine.consoles:
-        if name not in channels.SHELL_TTYS:
+        if name not in uarts.SHELL_TTYS:
             path = machine.run.console_log(name)
             sizes[path.name] = path.stat().st_size if path.exists() else 0
     return sizes
@@ -87,7 +87,7 @@ def capture(machine: Machine, kernel: Path, shells: Sequence[Shell], stuck: Shel
         for key in ("l", "w"):
             machine.send_sysrq(key)
     for shell in shells:
-        if shell is stuck or shell.unusable or shell.name == channels.HOST_TTY:
+        if shell is stuck or shell.unusable or shell.name == uarts.HOST_TTY:
             continue
         try:
             shell.run("echo l > /proc/sysrq-trigger; echo w > /proc/sysrq-trigger", timeout=10)

@@ -23,10 +23,10 @@ from pathlib import Path
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from harness import accel, channels
-from harness.console import CRASH_GRACE, Console, report_crash
 from harness.core.errors import GuestExited, InfraError
 from harness.core.rundir import RunDir
+from harness.target import accel, uarts
+from harness.target.console import CRASH_GRACE, Console, report_crash
 
 CONNECT_TIMEOUT = 20.0
 QMP_TIMEOUT = 30.0
@@ -50,7 +50,7 @@ class MachineConfig:
     ssh_port: int | None = None
 
     def cmdline(self) -> str:
-        return f"{channels.kernel_params(channels.HOST_TTY)} panic=-1 {self.append}".strip()
+        return f"{uarts.kernel_params(uarts.HOST_TTY)} panic=-1 {self.append}".strip()
 
 
 def process_name() -> str:
@@ -133,7 +133,7 @@ class Machine:
             "-mon",
             "chardev=qmp,mode=control",
         ]
-        for index, tty in enumerate(channels.SHELL_TTYS):
+        for index, tty in enumerate(uarts.SHELL_TTYS):
             path = self._listen(tty)
             args += [
                 "-chardev",
@@ -141,10 +141,10 @@ class Machine:
                 "-serial",
                 f"chardev:ser{index}",
             ]
-        for tty in channels.SHELL_TTYS:
-            name = channels.log_stream(tty)
+        for tty in uarts.SHELL_TTYS:
+            name = uarts.log_stream(tty)
             path = self._listen(name)
-            port = channels.log_port(tty)
+            port = uarts.log_port(tty)
             args += [
                 "-chardev",
                 f"socket,id={name},path={path}",
@@ -195,7 +195,7 @@ class Machine:
                     name,
                     self._accept(listener),
                     self.run.console_log(name),
-                    crash_checked=name not in channels.SHELL_TTYS,
+                    crash_checked=name not in uarts.SHELL_TTYS,
                 )
         except (QMPError, TimeoutError, OSError, InfraError) as exc:
             self.shutdown()
@@ -257,7 +257,7 @@ class Machine:
             if console.crash is None and ended:
                 console.drain(CRASH_GRACE)  # QEMU is gone: read up to EOF
             saved = self.run.file(f"crash-{console.name}.txt")
-            report_crash(console, saved, channels.describe(console.name))
+            report_crash(console, saved, uarts.describe(console.name))
 
     def health(self) -> None:
         """check_crashes(), and GuestExited if QEMU has ended."""
