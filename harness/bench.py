@@ -8,13 +8,13 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness import phases
 from harness.build.images import Images
 from harness.core import progress
 from harness.core.errors import InfraError
 from harness.core.rundir import RunDir
-from harness.dtb import Instance
-from harness.mk import Multikernel, parse_ping
+from harness.multikernel import phases
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel, parse_ping
 from harness.target.qemu import Guest, GuestOptions
 
 # The web-server instance of the usage.rst example.

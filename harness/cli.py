@@ -15,14 +15,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness import bench, density, dtb, result
+from harness import bench, density, result
 from harness.build import images, initramfs, series, source
 from harness.core import sizes
 from harness.core.errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
 from harness.core.paths import IMAGES_DIR
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.mk import MKCON, Multikernel
+from harness.multikernel import dtb
+from harness.multikernel.mk import MKCON, Multikernel
 from harness.target import interactive, lab, session
 from harness.target.machine import free_port
 from harness.target.protocol import Target

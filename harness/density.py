@@ -21,12 +21,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import dtb, mkcon
 from harness.build.images import Images
 from harness.core import progress
 from harness.core.errors import HarnessError
 from harness.core.rundir import RunDir
-from harness.mk import MKCON, Multikernel
+from harness.multikernel import dtb, mkcon
+from harness.multikernel.mk import MKCON, Multikernel
 from harness.target.qemu import Guest, GuestOptions
 from harness.target.shell import Shell
 

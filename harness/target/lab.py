@@ -176,7 +176,7 @@ class LabGuest(Lifecycle):
         self.shells: list[Shell] = []
         self.ssh: SshChannel | None = None
         self.serial: Console | None = None
-        # Instances' consoles over shared memory (harness/mkcon.py), by name.
+        # Instances' consoles over shared memory (harness/multikernel/mkcon.py), by name.
         self.consoles: dict[str, Console] = {}
         self.recovered = False
 

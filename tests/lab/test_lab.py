@@ -12,12 +12,12 @@ from xml.etree import ElementTree
 
 import pytest
 
-from harness import dtb
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
-from harness.mk import Multikernel
+from harness.multikernel import dtb
+from harness.multikernel.mk import Multikernel
 from harness.target.lab import Lab, LabGuest
 from tests.conftest import MKH
 from tests.lab.conftest import LocalLab

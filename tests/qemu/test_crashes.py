@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from harness.core.errors import GuestTimeout, KernelCrash
-from harness.dtb import Instance
-from harness.mk import Multikernel
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
 from harness.target import shell as shell_module
 from harness.target.qemu import Guest
 from harness.target.shell import Shell

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
 from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
-from harness.dtb import Instance
-from harness.mk import ROOT, Multikernel, errno_name
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, errno_name
 from harness.target import uarts
 from harness.target.qemu import Guest
 

@@ -14,8 +14,8 @@ from harness.build import source
 from harness.build.images import Images
 from harness.build.kernel import companions
 from harness.core.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
-from harness.dtb import Instance
-from harness.mk import Multikernel
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
 from harness.target.qemu import Guest
 from tests.conftest import MKH, TRANSPORT
 

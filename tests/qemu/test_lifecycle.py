@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
 from harness.core.errors import KernelCrash
-from harness.dtb import Instance
-from harness.mk import ROOT, Multikernel, parse_ping
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, parse_ping
 from harness.target import uarts
 from harness.target.qemu import Guest
 from harness.target.shell import Shell, ShellUnusable

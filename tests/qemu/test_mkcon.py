@@ -14,11 +14,12 @@ from dataclasses import replace
 
 import pytest
 
-from harness import density, dtb, mkcon
+from harness import density
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
-from harness.dtb import Instance
-from harness.mk import MKCON, Multikernel
+from harness.multikernel import dtb, mkcon
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import MKCON, Multikernel
 from harness.target.qemu import Guest
 from tests.conftest import kasan_shadow
 

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from harness import dtb
 from harness.build.images import Images
 from harness.cli import EXAMPLE_DTS
-from harness.dtb import Instance
-from harness.mk import ROOT, Multikernel, Pool
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, Pool
 from harness.target.qemu import Guest, GuestOptions
 
 pytestmark = pytest.mark.qemu
@@ -204,7 +204,7 @@ def test_mkdir_rmdir_and_privilege(boot: Boot) -> None:
 
 
 def mk_errno(output: str) -> str | None:
-    from harness.mk import errno_name
+    from harness.multikernel.mk import errno_name
 
     return errno_name(output)
 

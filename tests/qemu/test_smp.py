@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
-from harness.dtb import Instance
-from harness.mk import Multikernel
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
 from harness.target.qemu import Guest
 from harness.target.shell import Shell
 from tests.conftest import apic_ids

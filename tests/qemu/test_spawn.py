@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
 from harness.core.errors import KernelCrash
-from harness.dtb import Instance
-from harness.mk import Multikernel
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
 from harness.target.qemu import Guest
 from harness.target.shell import Shell
 from tests.conftest import apic_ids, kasan_shadow

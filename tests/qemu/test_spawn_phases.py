@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import bench, dtb, phases
-from harness.dtb import Instance
-from harness.mk import Multikernel
+from harness import bench
+from harness.multikernel import dtb, phases
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
 from harness.target.qemu import Guest
 
 pytestmark = pytest.mark.qemu

@@ -16,10 +16,10 @@ import paramiko
 import pexpect
 import pytest
 
-from harness import dtb
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, InfraError, KernelCrash
-from harness.mk import Multikernel
+from harness.multikernel import dtb
+from harness.multikernel.mk import Multikernel
 from harness.target.qemu import Guest
 from harness.target.ssh import SshChannel
 from tests.conftest import MKH, qemu_processes

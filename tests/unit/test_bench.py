@@ -1,6 +1,5 @@
 import pytest
 
-from harness import phases
 from harness.bench import (
     Cycle,
     CycleRun,
@@ -11,6 +10,7 @@ from harness.bench import (
     report,
     spawn_json,
 )
+from harness.multikernel import phases
 
 
 def _sample(boot: float, digest: float, kernel: float, total: float) -> SpawnSample:

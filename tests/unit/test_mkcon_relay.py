@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import density, dtb, mkcon
+from harness import density
 from harness.core.errors import InfraError
-from harness.mk import MKCON, Multikernel
+from harness.multikernel import dtb, mkcon
+from harness.multikernel.mk import MKCON, Multikernel
 from harness.target import uarts
 from harness.target.console import Console
 

@@ -15,16 +15,16 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from harness import dtb, mkcon
 from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.core.errors import InfraError
+from harness.multikernel import dtb, mkcon
 from harness.target import uarts
 from harness.target.protocol import Commands, Target
 from harness.target.shell import Shell
 
 ROOT = "/sys/fs/multikernel"
 # A spawned kernel's console: a UART of the target's (QEMU's ttyS1-ttyS3, in
-# order), or MKCON, its console over shared memory (harness/mkcon.py).
+# order), or MKCON, its console over shared memory (harness/multikernel/mkcon.py).
 MKCON = "mkcon"
 SPAWN_TIMEOUT = 300.0
 POOL_NAME = "Multikernel Memory Pool"
@@ -293,7 +293,7 @@ class Multikernel:
         guest's initramfs, takes the instance's CPUs offline, starts it and
         waits for the mkh init's shell on `console`: a UART (the kernel logs
         to its own stream, see harness/target/uarts.py) or MKCON, the console
-        over shared memory that carries both (harness/mkcon.py).  The next
+        over shared memory that carries both (harness/multikernel/mkcon.py).  The next
         free UART by default, else MKCON.  `pause` seconds pass between the
         load and the start.  Any refusal raises InfraError with the errno.
         """
