@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness import bench, density, result
+from harness import result
+from harness.bench import density, measure
 from harness.build import images, initramfs, series, source
 from harness.core import sizes
 from harness.core.errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
@@ -482,9 +483,9 @@ def _bench_checks(args: argparse.Namespace) -> int:
         instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
         target = dtb.Target(cpus=cpus)
     else:
-        memory = bench.SPAWN_INSTANCE.memory if args.memory is None else args.memory
-        instances = [dataclasses.replace(bench.SPAWN_INSTANCE, memory=memory)]
-        target = dtb.Target(cpus=bench.SPAWN_SMP, pool_free=bench.SPAWN_POOL)
+        memory = measure.SPAWN_INSTANCE.memory if args.memory is None else args.memory
+        instances = [dataclasses.replace(measure.SPAWN_INSTANCE, memory=memory)]
+        target = dtb.Target(cpus=measure.SPAWN_SMP, pool_free=measure.SPAWN_POOL)
     problems = dtb.check(dtb.to_dtb(instances), target)
     if problems:
         raise InfraError(f"--memory {memory}: " + "; ".join(str(p) for p in problems))
@@ -503,14 +504,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(density.as_json(measured), indent=1) + "\n")
             note(f"wrote {args.json}")
     elif args.what == "ipi":
-        print(bench.ipi_report(bench.ipi(built, runs, args.accel)))
+        print(measure.ipi_report(measure.ipi(built, runs, args.accel)))
     elif args.what == "cycles":
-        print(bench.cycles_report(bench.cycles(built, runs, args.accel)))
+        print(measure.cycles_report(measure.cycles(built, runs, args.accel)))
     else:
-        samples = bench.spawn(built, runs, args.accel, memory)
-        print(bench.report(samples))
+        samples = measure.spawn(built, runs, args.accel, memory)
+        print(measure.report(samples))
         if args.json is not None:
-            figures = bench.spawn_json(samples, memory)
+            figures = measure.spawn_json(samples, memory)
             args.json.write_text(json.dumps(figures, indent=1) + "\n")
             note(f"wrote {args.json}")
     return 0

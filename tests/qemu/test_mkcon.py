@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness import density
+from harness.bench import density
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, KernelCrash
 from harness.multikernel import dtb, mkcon

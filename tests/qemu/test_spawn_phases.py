@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import bench
+from harness.bench import measure
 from harness.multikernel import dtb, phases
 from harness.multikernel.dtb import Instance
 from harness.multikernel.mk import Multikernel
@@ -22,7 +22,7 @@ _SEGMENT = re.compile(r"segment\[(\d+)\]: buf=\S+ bufsz=0x([0-9a-f]+) mem=0x([0-
 
 def test_spawn_breakdown_is_ordered_and_adds_up_to_the_total(boot: Boot) -> None:
     guest = boot(smp=4, memory="2G", append="mkkernel_pool=1G")
-    sample = bench.measure_spawn(guest, WEB)
+    sample = measure.measure_spawn(guest, WEB)
     for result, steps in (
         (sample.host_boot, phases.BOOT_PHASES),
         (sample.spawn, phases.SPAWN_PHASES),

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.bench import (
+from harness.bench.measure import (
     Cycle,
     CycleRun,
     IpiSample,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import density
+from harness.bench import density
 from harness.core.errors import InfraError
 from harness.multikernel import dtb, mkcon
 from harness.multikernel.mk import MKCON, Multikernel
