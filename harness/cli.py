@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness import result
 from harness.bench import density, measure
 from harness.build import images, initramfs, series, source
 from harness.core import sizes
@@ -25,6 +24,8 @@ from harness.core.progress import note
 from harness.core.rundir import RunDir
 from harness.multikernel import dtb
 from harness.multikernel.mk import MKCON, Multikernel
+from harness.report import bench as bench_report
+from harness.report import result_json
 from harness.target import interactive, lab, session
 from harness.target.machine import free_port
 from harness.target.protocol import Target
@@ -265,7 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_in(
     run: RunDir, guest: Target, line: str, timeout: float, choice: images.KernelChoice
 ) -> int:
-    with result.recorded(run, guest.images, choice, f"mkh run: {line}") as status:
+    with result_json.recorded(run, guest.images, choice, f"mkh run: {line}") as status:
         try:
             guest.boot()
             ran = guest.run(line, timeout=timeout)
@@ -348,7 +349,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     built = images.resolve(choice)
     with (
         RunDir(args.artifacts) as run,
-        result.recorded(run, built, choice, "mkh shell"),
+        result_json.recorded(run, built, choice, "mkh shell"),
         lab.make_guest(built, options, run) as guest,
     ):
         if args.instance:
@@ -499,19 +500,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "density":
         cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
         measured = density.run(built, cpus, memory, args.accel)
-        print(density.report(measured))
+        print(bench_report.density_table(measured))
         if args.json is not None:
-            args.json.write_text(json.dumps(density.as_json(measured), indent=1) + "\n")
+            args.json.write_text(json.dumps(bench_report.density_json(measured), indent=1) + "\n")
             note(f"wrote {args.json}")
     elif args.what == "ipi":
-        print(measure.ipi_report(measure.ipi(built, runs, args.accel)))
+        print(bench_report.ipi_table(measure.ipi(built, runs, args.accel)))
     elif args.what == "cycles":
-        print(measure.cycles_report(measure.cycles(built, runs, args.accel)))
+        print(bench_report.cycles_table(measure.cycles(built, runs, args.accel)))
     else:
         samples = measure.spawn(built, runs, args.accel, memory)
-        print(measure.report(samples))
+        print(bench_report.spawn_table(samples))
         if args.json is not None:
-            figures = measure.spawn_json(samples, memory)
+            figures = bench_report.spawn_json(samples, memory)
             args.json.write_text(json.dumps(figures, indent=1) + "\n")
             note(f"wrote {args.json}")
     return 0

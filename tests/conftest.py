@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from harness import result
 from harness.build import images
 from harness.build.images import Images
 from harness.core.lock import locked
 from harness.core.paths import cache_dir
 from harness.core.rundir import RunDir
+from harness.report import result_json
 from harness.target.lab import Lab, LabGuest, QemuOnly
 from harness.target.machine import process_name
 from harness.target.qemu import Guest, GuestOptions
@@ -218,10 +218,10 @@ def boot(
         for guest in started:
             guest.close()
         if not isinstance(failure, pytest.skip.Exception):
-            outcome = result.verdict(failure)
+            outcome = result_json.verdict(failure)
             choice = images.kernel_choice()
             for guest in started:
-                result.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
+                result_json.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
         for guest in started:
             guest.run_dir.close()
 

@@ -18,7 +18,7 @@ import re
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.build.images import Images
@@ -182,49 +182,3 @@ def measure(images: Images, cpus: int, memory: int, accel: str, workdir: Path) -
 def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityRun:
     with tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp:
         return measure(images, cpus, memory, accel, Path(tmp))
-
-
-def report(result: DensityRun) -> str:
-    """The table: instances, start times, memory, host latency as ratios to the quiet host."""
-    count = result.cpus - 1
-    per = result.spawn_seconds
-    kib = 1024
-    rows = [
-        ("instances started", f"{count} of {count} (1 CPU each, host on CPU 0; {result.accel})"),
-        (
-            "time to start all",
-            f"{result.all_started:.1f} s (per instance: median {statistics.median(per):.2f} s, "
-            f"min {min(per):.2f}, max {max(per):.2f})",
-        ),
-        ("memory per instance", f"{result.memory // MIB} MiB"),
-        ("  pool stride", f"{result.pool_stride // kib} KiB (2 MiB-aligned starts)"),
-        ("  shared area", "44 KiB at its top: 8 KiB message rings, 36 KiB console"),
-        (
-            "  its kernel sees",
-            f"MemTotal {result.instance_memtotal // kib} KiB, "
-            f"MemAvailable {result.instance_memfree // kib} KiB once booted",
-        ),
-        ("  host RAM per instance", f"{result.host_bytes_per_instance // kib} KiB (image copy)"),
-    ]
-    if result.smallest is not None:
-        rows.append(
-            (
-                "smallest that boots",
-                f"{result.smallest.memory // MIB} MiB; a MiB less: {result.smallest.below}",
-            )
-        )
-    quiet = statistics.median(result.latency["no instance"])
-    for situation, times in result.latency.items():
-        median = statistics.median(times)
-        rows.append(
-            (
-                f"host command, {situation}",
-                f"{median * 1000:.1f} ms median of {len(times)} ({median / quiet:.2f}x quiet)",
-            )
-        )
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def as_json(result: DensityRun) -> dict[str, object]:
-    return asdict(result)

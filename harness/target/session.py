@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import result
 from harness.build.images import Images, KernelChoice
 from harness.core.errors import HarnessError, InfraError
 from harness.core.paths import cache_dir
 from harness.core.progress import note
 from harness.core.rundir import RunDir
+from harness.report import result_json
 from harness.target import interactive, lab
 from harness.target.lab import LabGuest
 from harness.target.protocol import Target
@@ -159,7 +159,10 @@ def _daemon(
     ready: int,
 ) -> None:
     where = paths(name)
-    with RunDir(artifacts) as run, result.recorded(run, images, choice, f"mkh up {name}") as status:
+    with (
+        RunDir(artifacts) as run,
+        result_json.recorded(run, images, choice, f"mkh up {name}") as status,
+    ):
         guest = lab.make_guest(images, options, run)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -14,6 +14,7 @@ from harness.bench import density
 from harness.core.errors import InfraError
 from harness.multikernel import dtb, mkcon
 from harness.multikernel.mk import MKCON, Multikernel
+from harness.report import bench
 from harness.target import uarts
 from harness.target.console import Console
 
@@ -136,12 +137,12 @@ def test_density_report_gives_ratios_to_the_quiet_host() -> None:
         host_bytes_per_instance=4000 << 10,
         latency={"no instance": [0.05] * 3, "7 idle": [0.05] * 3, "7 spinning": [0.1] * 3},
     )
-    text = density.report(run)
+    text = bench.density_table(run)
     assert "7 of 7" in text
     assert "median 1.50 s, min 1.00, max 3.00" in text
     assert re.search(r"smallest that boots +23 MiB; a MiB less: E2BIG", text)
     assert "100.0 ms median of 3 (2.00x quiet)" in text
-    assert density.as_json(run)["memory"] == 23 << 20
+    assert bench.density_json(run)["memory"] == 23 << 20
 
 
 def test_crash_reports_name_the_instance_console() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import result
 from harness.build import images, source
 from harness.build.images import Images
 from harness.core.errors import (
@@ -19,6 +18,7 @@ from harness.core.errors import (
 )
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
+from harness.report import result_json
 from tests.unit.fakes import fake_bzimage
 
 
@@ -42,7 +42,7 @@ from tests.unit.fakes import fake_bzimage
 def test_verdicts_map_to_exit_codes(
     error: BaseException | None, status: int, expected: tuple[str, int]
 ) -> None:
-    assert result.verdict(error, status) == result.Verdict(*expected)
+    assert result_json.verdict(error, status) == result_json.Verdict(*expected)
 
 
 def test_result_json_names_kernel_qemu_and_timings(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_result_json_names_kernel_qemu_and_timings(tmp_path: Path) -> None:
     run.mark("qemu-started")
     built = Images(kernel, tmp_path / "initrd", config, "prebuilt")
 
-    path = result.write(run, result.Verdict("PASS", 0), built, images.KernelChoice(), "t")
+    path = result_json.write(run, result_json.Verdict("PASS", 0), built, images.KernelChoice(), "t")
     data = json.loads(path.read_text())
     assert path == run.file("result.json")
     assert (data["what"], data["verdict"], data["exit_code"]) == ("t", "PASS", 0)
@@ -82,7 +82,7 @@ def test_result_json_without_qemu_or_series(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     built = Images(kernel, tmp_path / "initrd")
     choice = images.KernelChoice(prebuilt=kernel)
-    result.write(run, result.Verdict("INFRA", 125), built, choice, "t")
+    result_json.write(run, result_json.Verdict("INFRA", 125), built, choice, "t")
     data = json.loads(run.file("result.json").read_text())
     assert data["qemu"] == {"version": None, "accel": None}
     assert (data["kernel"]["series_sha256"], data["kernel"]["config_sha256"]) == (None, None)
@@ -94,10 +94,10 @@ def test_recorded_writes_the_exception_and_reraises(tmp_path: Path) -> None:
     choice = images.KernelChoice()
     with (
         pytest.raises(GuestTimeout),
-        result.recorded(run, built, choice, "t"),
+        result_json.recorded(run, built, choice, "t"),
     ):
         raise GuestTimeout("ttyS0", "x", 1, "")
     assert json.loads(run.file("result.json").read_text())["verdict"] == "TIMEOUT"
-    with result.recorded(run, built, choice, "t") as status:
+    with result_json.recorded(run, built, choice, "t") as status:
         status.value = 3
     assert json.loads(run.file("result.json").read_text())["exit_code"] == 3
