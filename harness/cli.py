@@ -26,11 +26,12 @@ from harness.multikernel import dtb
 from harness.multikernel.mk import MKCON, Multikernel
 from harness.report import bench as bench_report
 from harness.report import result_json
-from harness.target import interactive, lab, session
+from harness.target import interactive, session
+from harness.target.base import Target
+from harness.target.factory import make_target
 from harness.target.machine import free_port
-from harness.target.protocol import Target
-from harness.target.qemu import TRANSPORTS, GuestOptions
-from harness.target.shell import Result
+from harness.target.options import TRANSPORTS, TargetOptions
+from harness.target.protocol import Completed
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"
@@ -190,14 +191,14 @@ def _choice(args: argparse.Namespace) -> images.KernelChoice:
     )
 
 
-def _options(args: argparse.Namespace) -> GuestOptions:
+def _options(args: argparse.Namespace) -> TargetOptions:
     if args.lg_env is not None and not args.lg_env.is_file():
         raise InfraError(f"--lg-env {args.lg_env}: no such file")
     if args.transport not in TRANSPORTS:
         raise InfraError(
             f"MKH_TRANSPORT={args.transport} is not a transport (one of {', '.join(TRANSPORTS)})"
         )
-    return GuestOptions(
+    return TargetOptions(
         smp=args.smp,
         memory=args.memory or DEFAULT_MEMORY,
         append=args.append,
@@ -211,7 +212,7 @@ def _options(args: argparse.Namespace) -> GuestOptions:
     )
 
 
-def _check_pool(options: GuestOptions) -> None:
+def _check_pool(options: TargetOptions) -> None:
     """A multikernel pool must leave the guest kernel some of its memory (QEMU's --memory)."""
     if options.lab_env is not None:
         return  # a lab machine has the memory it has
@@ -260,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         line = _command_line(args)
     built = images.resolve(choice)
     with RunDir(args.artifacts) as run:
-        return _run_in(run, lab.make_guest(built, options, run), line, args.timeout, choice)
+        return _run_in(run, make_target(built, options, run), line, args.timeout, choice)
 
 
 def _run_in(
@@ -281,7 +282,7 @@ def _run_in(
     return ran.status
 
 
-def _print(ran: Result) -> None:
+def _print(ran: Completed) -> None:
     """A command's output on stdout; over SSH its stderr on stderr."""
     sys.stdout.write(ran.output if ran.stdout is None else ran.stdout)
     sys.stdout.flush()
@@ -290,7 +291,7 @@ def _print(ran: Result) -> None:
         sys.stderr.flush()
 
 
-def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
+def _instance_setup(args: argparse.Namespace, options: TargetOptions) -> list[dtb.Instance]:
     """The DTB's instances; sizes the pool and memory for them unless given."""
     blob = dtb.load(args.dtb)
     on_lab = options.lab_env is not None  # its CPUs and pool are its own
@@ -350,10 +351,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
     with (
         RunDir(args.artifacts) as run,
         result_json.recorded(run, built, choice, "mkh shell"),
-        lab.make_guest(built, options, run) as guest,
+        make_target(built, options, run) as guest,
     ):
         if args.instance:
-            mk = Multikernel(guest)
+            mk = Multikernel(guest, guest.instances)
             outcome = mk.upload(dtb.to_dtb(instances))
             if not outcome.ok:
                 raise InfraError(f"uploading {args.dtb} failed: {outcome.output.strip()}")
@@ -363,8 +364,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
             note(f"logged in over SSH; leave with exit or Ctrl-] (logs: {run.path})")
             interactive.attach_ssh(guest.ssh, guest.health)
             return 0
+        elif guest.host_shell is not None:
+            shell = guest.host_shell
         else:
-            shell = guest.shell
+            raise InfraError("the target has neither SSH nor a console shell to attach to")
         note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
         interactive.attach(shell, guest.health)
         if args.instance and options.lab_env is not None:
@@ -374,7 +377,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instance_console(args: argparse.Namespace, options: GuestOptions) -> str | None:
+def _instance_console(args: argparse.Namespace, options: TargetOptions) -> str | None:
     """The console `mkh shell --instance` gives the instance; None: a UART if one is free."""
     choice = args.instance_console
     if choice is not None and not args.instance:

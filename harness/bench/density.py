@@ -16,19 +16,19 @@ from __future__ import annotations
 import itertools
 import re
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from harness.bench.measure import accel_of, booted
 from harness.build.images import Images
 from harness.core import progress
 from harness.core.errors import HarnessError
-from harness.core.rundir import RunDir
 from harness.multikernel import dtb, mkcon
+from harness.multikernel import pool as pool_sizing
 from harness.multikernel.mk import MKCON, Multikernel
-from harness.target.qemu import Guest, GuestOptions
-from harness.target.shell import Shell
+from harness.target.base import Target
+from harness.target.options import TargetOptions
+from harness.target.protocol import CommandProtocol
 
 MIB = 1 << 20
 DEFAULT_CPUS = 8
@@ -64,7 +64,7 @@ class DensityRun:
     latency: dict[str, list[float]]  # host command round trips, s, per situation
 
 
-def _mem_available(commands: Guest | Shell) -> int:
+def _mem_available(commands: CommandProtocol) -> int:
     """MemAvailable in bytes, as /proc/meminfo of that kernel says."""
     match = re.search(r"^MemAvailable:\s+(\d+) kB", commands.check("cat /proc/meminfo"), re.M)
     if match is None:
@@ -72,14 +72,14 @@ def _mem_available(commands: Guest | Shell) -> int:
     return int(match.group(1)) * 1024
 
 
-def _mem_total(shell: Shell) -> int:
+def _mem_total(shell: CommandProtocol) -> int:
     match = re.search(r"^MemTotal:\s+(\d+) kB", shell.check("cat /proc/meminfo"), re.M)
     if match is None:
         raise HarnessError("no MemTotal in /proc/meminfo")
     return int(match.group(1)) * 1024
 
 
-def _latency(guest: Guest, samples: int = LATENCY_SAMPLES) -> list[float]:
+def _latency(guest: Target, samples: int = LATENCY_SAMPLES) -> list[float]:
     """Round trips of an empty host command, in seconds."""
     times = []
     for _ in range(samples):
@@ -89,7 +89,7 @@ def _latency(guest: Guest, samples: int = LATENCY_SAMPLES) -> list[float]:
     return times
 
 
-def _probe(guest: Guest, mk: Multikernel, memory: int) -> str | None:
+def _probe(guest: Target, mk: Multikernel, memory: int) -> str | None:
     """Boot an instance of `memory` bytes on CPU 1; None once its shell answers, else why not."""
     inst = dtb.Instance("probe", PROBE_ID, (1,), memory)
     try:
@@ -101,7 +101,7 @@ def _probe(guest: Guest, mk: Multikernel, memory: int) -> str | None:
         if "E2BIG" in why:  # the kernel's own words on what the instance lacks
             said = guest.check("dmesg | grep 'cannot hold' | tail -n 1").strip()
             why = re.sub(r"^\[[^]]*\] ", "", said) or why
-        console = guest.machine.consoles.get(mkcon.name(PROBE_ID)) if guest.machine else None
+        console = guest.instances.relayed.get(mkcon.name(PROBE_ID))
         if console is not None:
             console.take_crash(watch=False)  # the probe's death is the answer, not a failure
     mk.halt(PROBE_ID, force=True)
@@ -110,7 +110,7 @@ def _probe(guest: Guest, mk: Multikernel, memory: int) -> str | None:
     return why
 
 
-def smallest(guest: Guest, mk: Multikernel, start: int) -> Smallest | None:
+def smallest(guest: Target, mk: Multikernel, start: int) -> Smallest | None:
     """Down from `start` a MiB at a time: the last size that booted, and why the next did not."""
     good = None
     memory = start
@@ -124,19 +124,19 @@ def smallest(guest: Guest, mk: Multikernel, start: int) -> Smallest | None:
     return Smallest(good, "not tried (the floor)") if good is not None else None
 
 
-def measure(images: Images, cpus: int, memory: int, accel: str, workdir: Path) -> DensityRun:
+def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityRun:
     count = cpus - 1
     instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
-    pool = -(-(memory * count + 64 * MIB) // (256 * MIB)) * 256 * MIB
-    options = GuestOptions(
+    pool = pool_sizing.size(memory * count, headroom=64 * MIB)
+    options = TargetOptions(
         smp=cpus,
-        memory=f"{(pool + 1536 * MIB) // MIB}M",
-        append=f"mkkernel_pool={pool // MIB}M",
+        memory=pool_sizing.guest_memory(pool, host=1536 * MIB),
+        append=pool_sizing.append(pool),
         accel=accel,
         transport="ssh",
     )
-    with RunDir(workdir) as run, Guest(images, options, run) as guest:
-        mk = Multikernel(guest)
+    with booted(images, options) as guest:
+        mk = Multikernel(guest, guest.instances)
         found = smallest(guest, mk, memory)
         quiet = _latency(guest)
         before = _mem_available(guest)
@@ -163,9 +163,8 @@ def measure(images: Images, cpus: int, memory: int, accel: str, workdir: Path) -
             if child.name.startswith("dense")
         )
         stride = statistics.median(b - a for a, b in itertools.pairwise(starts))
-        accel_used = guest.machine.accel if guest.machine else accel
         return DensityRun(
-            accel=accel_used,
+            accel=accel_of(guest),
             cpus=cpus,
             memory=memory,
             smallest=found,
@@ -177,8 +176,3 @@ def measure(images: Images, cpus: int, memory: int, accel: str, workdir: Path) -
             host_bytes_per_instance=host_per_instance,
             latency={"no instance": quiet, f"{count} idle": idle, f"{count} spinning": busy},
         )
-
-
-def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityRun:
-    with tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp:
-        return measure(images, cpus, memory, accel, Path(tmp))

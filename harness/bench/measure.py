@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from harness.core.rundir import RunDir
 from harness.multikernel import phases
 from harness.multikernel.dtb import Instance
 from harness.multikernel.mk import Multikernel, parse_ping
-from harness.target.qemu import Guest, GuestOptions
+from harness.target.base import Target
+from harness.target.factory import make_target
+from harness.target.options import TargetOptions
 
 # The web-server instance of the usage.rst example.
 SPAWN_INSTANCE = Instance("web-server", 1, (1,), 0x20000000)
@@ -30,14 +34,27 @@ class SpawnSample:
     accel: str  # the accelerator QEMU ran with
 
 
-def measure_spawn(guest: Guest, inst: Instance) -> SpawnSample:
+@contextmanager
+def booted(images: Images, options: TargetOptions, workdir: Path | None = None) -> Iterator[Target]:
+    """A target booted for one measurement, its run directory in `workdir` or a scratch one."""
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mkh-bench-")))
+        run = stack.enter_context(RunDir(workdir))
+        yield stack.enter_context(make_target(images, options, run))
+
+
+def accel_of(target: Target) -> str:
+    """The accelerator a target's QEMU ran with (a lab machine is its own hardware)."""
+    return target.debug.accel if target.debug is not None else "lab machine"
+
+
+def measure_spawn(guest: Target, inst: Instance) -> SpawnSample:
     """Spawn `inst` in a freshly booted guest; the phases of the guest's boot and of the spawn."""
-    if guest.machine is None:
-        raise InfraError("the guest is not running")
     run = guest.run_dir
     host_total = run.timing("shell-ready") - run.timing("qemu-started")
     host = phases.parse(guest.check(f"cat {DEBUGFS}/boot_tsc"))
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     shell = mk.spawn(inst)
     started = phases.parse(guest.check(f"cat {DEBUGFS}/start_tsc"))
     booted = phases.parse(shell.check(f"cat {DEBUGFS}/boot_tsc"))
@@ -46,15 +63,15 @@ def measure_spawn(guest: Guest, inst: Instance) -> SpawnSample:
         phases.breakdown(
             phases.merge(started, booted), phases.SPAWN_PHASES, mk.spawn_seconds[inst.name]
         ),
-        guest.machine.accel,
+        accel_of(guest),
     )
 
 
 def spawn_once(images: Images, accel: str, workdir: Path, memory: int) -> SpawnSample:
-    options = GuestOptions(
+    options = TargetOptions(
         smp=SPAWN_SMP, memory="2G", append=f"mkkernel_pool={SPAWN_POOL >> 20}M", accel=accel
     )
-    with RunDir(workdir) as run, Guest(images, options, run) as guest:
+    with booted(images, options, workdir) as guest:
         return measure_spawn(guest, replace(SPAWN_INSTANCE, memory=memory))
 
 
@@ -77,13 +94,9 @@ class IpiSample:
 
 def ipi(images: Images, pings: int, accel: str = "auto") -> IpiSample:
     """Ping round trips to an instance and same-kernel IPI round trips, in one guest."""
-    options = GuestOptions(smp=3, memory="2G", append="mkkernel_pool=1G", accel=accel)
-    with (
-        tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp,
-        RunDir(Path(tmp)) as run,
-        Guest(images, options, run) as guest,
-    ):
-        mk = Multikernel(guest)
+    options = TargetOptions(smp=3, memory="2G", append="mkkernel_pool=1G", accel=accel)
+    with booted(images, options) as guest:
+        mk = Multikernel(guest, guest.instances)
         mk.spawn(SPAWN_INSTANCE)
         out = mk.ping(SPAWN_INSTANCE.id, count=pings, size=16)
         Multikernel.must(out, "ping")
@@ -115,14 +128,10 @@ def _pool_free(mk: Multikernel) -> int:
 
 def cycles(images: Images, runs: int, accel: str = "auto") -> CycleRun:
     """Spawn once, then `runs` times ping, halt and start again; rmdir at the end."""
-    options = GuestOptions(smp=2, memory="2G", append="mkkernel_pool=1G", accel=accel)
+    options = TargetOptions(smp=2, memory="2G", append="mkkernel_pool=1G", accel=accel)
     inst = SPAWN_INSTANCE
-    with (
-        tempfile.TemporaryDirectory(prefix="mkh-bench-") as tmp,
-        RunDir(Path(tmp)) as run,
-        Guest(images, options, run) as guest,
-    ):
-        mk = Multikernel(guest)
+    with booted(images, options) as guest:
+        mk = Multikernel(guest, guest.instances)
         free_start = _pool_free(mk)
         mk.spawn(inst)
         first = mk.spawn_seconds[inst.name]

@@ -1,4 +1,4 @@
-"""Drive a target's multikernel interface through its commands (console or SSH).
+"""Drive a kernel's multikernel interface through its commands (console or SSH).
 
 Upload DTBs to /sys/fs/multikernel, read instances, load, unload, start,
 halt and ping kernels with the guest's `mkctl`, and read /proc/kimage and the
@@ -19,7 +19,8 @@ from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.core.errors import InfraError
 from harness.multikernel import dtb, mkcon
 from harness.target import uarts
-from harness.target.protocol import Commands, Target
+from harness.target.instances import InstanceConsoles
+from harness.target.protocol import CommandProtocol
 from harness.target.shell import Shell
 
 ROOT = "/sys/fs/multikernel"
@@ -139,7 +140,7 @@ class InstanceView:
     device_tree_source: str
 
 
-def instance_view(shell: Commands, name: str) -> InstanceView:
+def instance_view(shell: CommandProtocol, name: str) -> InstanceView:
     """Instance `name` as the kernel behind `shell` shows it."""
     path = f"{ROOT}/instances/{shlex.quote(name)}"
     return InstanceView(
@@ -150,29 +151,30 @@ def instance_view(shell: Commands, name: str) -> InstanceView:
     )
 
 
-def instance_views(shell: Commands) -> dict[str, InstanceView]:
+def instance_views(shell: CommandProtocol) -> dict[str, InstanceView]:
     """Every instance the kernel behind `shell` lists, with its files."""
     names = shell.check(f"ls {ROOT}/instances").split()
     return {name: instance_view(shell, name) for name in names}
 
 
 class Multikernel:
-    """The multikernel interface of one guest."""
+    """The multikernel interface of one kernel: its commands, and the consoles it spawns on."""
 
-    def __init__(self, guest: Target) -> None:
-        self.guest = guest
+    def __init__(self, commands: CommandProtocol, instance_consoles: InstanceConsoles) -> None:
+        self.commands = commands
+        self.instance_consoles = instance_consoles
         self.spawned: dict[str, Shell] = {}
         # The console each instance's loaded kernel was given (a UART or MKCON), by id.
-        self.consoles: dict[int, str] = {}
+        self.console_of: dict[int, str] = {}
         self.names: dict[int, str] = {}
         # Seconds from the exec call to the instance's shell prompt.
         self.spawn_seconds: dict[str, float] = {}
 
     def _outcome(self, command: str, timeout: float = 60.0) -> Outcome:
-        result = self.guest.run(command, timeout=timeout)
-        if result.status == 0:
-            return Outcome(None, result.output)
-        return Outcome(errno_name(result.output) or f"status {result.status}", result.output)
+        done = self.commands.run(command, timeout=timeout)
+        if done.status == 0:
+            return Outcome(None, done.output)
+        return Outcome(errno_name(done.output) or f"status {done.status}", done.output)
 
     def upload(self, blob: bytes, staging: str = "/tmp/mkh-upload.dtb") -> Outcome:
         """Write a DTB to device_tree in one write(2).
@@ -180,14 +182,14 @@ class Multikernel:
         (busybox cat tries sendfile first and then write, so a refused DTB
         would be offered to the kernel twice.)
         """
-        self.guest.write_file(staging, blob)
+        self.commands.write_file(staging, blob)
         return self._outcome(f"dd if={staging} of={ROOT}/device_tree bs=1M 2>&1")
 
     def instances(self) -> list[str]:
-        return sorted(self.guest.check(f"ls {ROOT}/instances").split())
+        return sorted(self.commands.check(f"ls {ROOT}/instances").split())
 
     def read(self, name: str, attribute: str) -> str:
-        return self.guest.check(f"cat {ROOT}/instances/{shlex.quote(name)}/{attribute}")
+        return self.commands.check(f"cat {ROOT}/instances/{shlex.quote(name)}/{attribute}")
 
     def status(self, name: str) -> str:
         return self.read(name, "status").strip()
@@ -198,7 +200,7 @@ class Multikernel:
         if outcome.ok:
             for mk_id in [i for i, n in self.names.items() if n == name]:
                 self._retire(mk_id, "its instance was removed")
-                self.consoles.pop(mk_id, None)
+                self.console_of.pop(mk_id, None)
         return outcome
 
     def load(
@@ -222,7 +224,7 @@ class Multikernel:
     def unload(self, mk_id: int) -> Outcome:
         outcome = self._outcome(f"mkctl unload --id {mk_id}")
         if outcome.ok:
-            self.consoles.pop(mk_id, None)
+            self.console_of.pop(mk_id, None)
         return outcome
 
     def exec(self, mk_id: int) -> Outcome:
@@ -242,8 +244,7 @@ class Multikernel:
     def _retire(self, mk_id: int, why: str) -> None:
         shell = self.spawned.pop(self.names.get(mk_id, ""), None)
         if shell is not None:
-            shell.unusable = why
-            self.guest.shells.remove(shell)
+            self.instance_consoles.release(shell, why)
 
     def ping(self, mk_id: int, count: int = 3, size: int = 16) -> Outcome:
         """`mkctl ping` from the host; parse_ping() reads the round trips."""
@@ -257,27 +258,27 @@ class Multikernel:
 
     def view(self, name: str) -> InstanceView:
         """The host's view of instance `name`."""
-        return instance_view(self.guest, name)
+        return instance_view(self.commands, name)
 
     def restored(self, shell: Shell) -> dict[str, InstanceView]:
         """The instances a spawned kernel restored from its handover, as it shows them."""
         return instance_views(shell)
 
     def kimages(self) -> list[Kimage]:
-        return parse_kimage(self.guest.check("cat /proc/kimage"))
+        return parse_kimage(self.commands.check("cat /proc/kimage"))
 
     def pool(self) -> Pool | None:
-        return parse_pool(self.guest.check("cat /proc/iomem"))
+        return parse_pool(self.commands.check("cat /proc/iomem"))
 
     def set_cpu_online(self, cpu: int, online: bool) -> None:
-        self.guest.check(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
+        self.commands.check(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
 
     def free_console(self) -> str:
         """The next free UART of the target's, else MKCON (which any number can have)."""
         # A halted kernel keeps its console for when it starts again.
         used = {shell.console.name for shell in self.spawned.values()}
-        used |= set(self.consoles.values())
-        return next((tty for tty in self.guest.instance_uarts if tty not in used), MKCON)
+        used |= set(self.console_of.values())
+        return next((tty for tty in self.instance_consoles.uarts if tty not in used), MKCON)
 
     def spawn(
         self,
@@ -299,12 +300,12 @@ class Multikernel:
         """
         console = console or self.free_console()
         if console == MKCON:
-            mkcon.host_channel(self.guest)  # refused before anything is loaded
+            self.instance_consoles.check_relay()  # refused before anything is loaded
             params = f"{mkcon.KERNEL_PARAMS} {cmdline}"
-        elif console in self.guest.instance_uarts:
+        elif console in self.instance_consoles.uarts:
             params = f"{uarts.kernel_params(console)} mkkernel_uart={console} {cmdline}"
         else:
-            names = ", ".join(self.guest.instance_uarts) or "none here"
+            names = ", ".join(self.instance_consoles.uarts) or "none here"
             raise InfraError(f"no console {console!r} for an instance ({MKCON}, or UARTs: {names})")
         if inst.name not in self.instances():
             self.must(self.upload(dtb.to_dtb([inst])), f"creating instance {inst.name}")
@@ -312,7 +313,7 @@ class Multikernel:
             self.load(inst.id, cmdline=params.strip()),
             f"loading a kernel into {inst.name}",
         )
-        self.consoles[inst.id] = console
+        self.console_of[inst.id] = console
         for cpu in inst.cpus:
             self.set_cpu_online(cpu, False)
         time.sleep(pause)
@@ -320,16 +321,16 @@ class Multikernel:
 
     def start(self, inst: dtb.Instance, timeout: float = SPAWN_TIMEOUT) -> Shell:
         """Start the kernel loaded into `inst` (again, after a halt) and wait for its shell."""
-        console = self.consoles.get(inst.id)
+        console = self.console_of.get(inst.id)
         if console is None:
             raise InfraError(f"no kernel was loaded into {inst.name} by this harness")
         # A shell of the kernel that ran there before (it stopped on its own).
         self._retire(inst.id, "its instance was started again")
         if console == MKCON:
             # Attached before the start, so that nothing the kernel prints is missed.
-            shell = mkcon.attach(self.guest, inst.id)
+            shell = mkcon.attach(self.instance_consoles, inst.id)
         else:
-            shell = self.guest.new_shell(console)
+            shell = self.instance_consoles.uart_shell(console)
         stream = shell.console
         try:
             with stream.driven():  # from before the start, so no output is missed
@@ -339,7 +340,7 @@ class Multikernel:
                 self.must(self.exec(inst.id), f"starting {inst.name}")
                 shell.wait_ready(timeout)
         except BaseException:
-            self.guest.shells.remove(shell)  # nothing to flush or ask for backtraces there
+            self.instance_consoles.release(shell)  # nothing to flush or ask for backtraces there
             raise
         self.spawn_seconds[inst.name] = time.monotonic() - started
         self.spawned[inst.name] = shell

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -20,6 +20,8 @@ import pexpect
 from pexpect import fdpexpect
 
 from harness.core.errors import GuestExited, GuestTimeout, KernelCrash
+from harness.core.rundir import RunDir
+from harness.target import uarts
 from harness.target.crash import Crash, Detector
 
 SLICE = 0.2  # seconds between health checks while waiting
@@ -277,3 +279,10 @@ def report_crash(console: Console, saved: Path, where: str) -> None:
     raise KernelCrash(
         crash.console, crash.kind, crash.line, crash.text(), f"{where}, saved in {saved}"
     )
+
+
+def check_crashes(consoles: Iterable[Console], run: RunDir) -> None:
+    """KernelCrash for the first of `consoles` that showed a crash, its excerpt in the run."""
+    for console in consoles:
+        saved = run.file(f"crash-{console.name}.txt")
+        report_crash(console, saved, uarts.describe(console.name))

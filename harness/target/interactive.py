@@ -16,7 +16,7 @@ import pexpect
 
 from harness.target.console import Console
 from harness.target.shell import Shell
-from harness.target.ssh import SshChannel
+from harness.target.ssh import SshConnection
 
 ESCAPE = b"\x1d"  # Ctrl-]
 
@@ -59,7 +59,7 @@ def relay(console: Console, stdin: int, stdout: int) -> None:
                 console.send(keys.decode(errors="replace"))
 
 
-def attach_ssh(channel: SshChannel, check_crashes: Callable[[], None]) -> None:
+def attach_ssh(channel: SshConnection, check_crashes: Callable[[], None]) -> None:
     """A login shell over SSH on a terminal of the user's size, until it exits or Ctrl-]."""
     stdin = sys.stdin.fileno()
     # The terminal's own size ($COLUMNS and $LINES may be stale).

@@ -26,7 +26,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from harness.core.errors import GuestExited, InfraError
 from harness.core.rundir import RunDir
 from harness.target import accel, uarts
-from harness.target.console import CRASH_GRACE, Console, report_crash
+from harness.target.console import CRASH_GRACE, Console, check_crashes
 
 CONNECT_TIMEOUT = 20.0
 QMP_TIMEOUT = 30.0
@@ -77,7 +77,7 @@ class Machine:
     def __init__(self, config: MachineConfig, run: RunDir) -> None:
         self.config = config
         self.run = run
-        self.accel = ""
+        self._accel = ""
         self.consoles: dict[str, Console] = {}
         self.process: subprocess.Popen[bytes] | None = None
         self._qmp: QEMUMonitorProtocol | None = None
@@ -90,15 +90,34 @@ class Machine:
     def _qmp_path(self) -> str:
         return str(Path(self._sockdir.name) / "qmp.sock")
 
-    def _listen(self, name: str) -> str:
-        path = str(Path(self._sockdir.name) / f"{name}.sock")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
-        sock.listen(1)
-        self._listeners[name] = sock
-        return path
+    def _socket_path(self, name: str) -> str:
+        return str(Path(self._sockdir.name) / f"{name}.sock")
+
+    @staticmethod
+    def stream_names() -> list[str]:
+        """Every console stream QEMU connects to: the shell UARTs, then the log ports."""
+        return [*uarts.SHELL_TTYS, *(uarts.log_stream(tty) for tty in uarts.SHELL_TTYS)]
+
+    def _listen(self) -> None:
+        """A listening socket for each console stream, for QEMU to connect to as it starts."""
+        for name in self.stream_names():
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(self._socket_path(name))
+            sock.listen(1)
+            self._listeners[name] = sock
+
+    @property
+    def accel(self) -> str:
+        """The accelerator QEMU runs with (`kvm` or `tcg`), once launched."""
+        return self._accel
+
+    @property
+    def gdb_port(self) -> int | None:
+        """QEMU's gdbstub on 127.0.0.1:PORT, if it has one."""
+        return self.config.gdb_port
 
     def command(self) -> list[str]:
+        """QEMU's command line."""
         cfg = self.config
         cpu = cfg.cpu or ("host" if self.accel == "kvm" else "max")
         args = [
@@ -134,7 +153,7 @@ class Machine:
             "chardev=qmp,mode=control",
         ]
         for index, tty in enumerate(uarts.SHELL_TTYS):
-            path = self._listen(tty)
+            path = self._socket_path(tty)
             args += [
                 "-chardev",
                 f"socket,id=ser{index},path={path}",
@@ -143,7 +162,7 @@ class Machine:
             ]
         for tty in uarts.SHELL_TTYS:
             name = uarts.log_stream(tty)
-            path = self._listen(name)
+            path = self._socket_path(name)
             port = uarts.log_port(tty)
             args += [
                 "-chardev",
@@ -164,9 +183,10 @@ class Machine:
         return args
 
     def launch(self) -> None:
-        self.accel = accel.choose(self.config.accel, self.config.qemu)
+        self._accel = accel.choose(self.config.accel, self.config.qemu)
         self._qmp = QEMUMonitorProtocol(self._qmp_path, server=True, nickname="mkh")
         args = self.command()
+        self._listen()
         self.run.file("qemu-cmdline.txt").write_text(shlex.join(args) + "\n")
         stderr = self.run.file("qemu-stderr.log").open("wb")
         try:
@@ -252,12 +272,11 @@ class Machine:
 
     def check_crashes(self) -> None:
         """Raise KernelCrash if any console has shown a crash (with its backtrace)."""
-        ended = not self.running()
-        for console in self.consoles.values():
-            if console.crash is None and ended:
-                console.drain(CRASH_GRACE)  # QEMU is gone: read up to EOF
-            saved = self.run.file(f"crash-{console.name}.txt")
-            report_crash(console, saved, uarts.describe(console.name))
+        if not self.running():
+            for console in self.consoles.values():
+                if console.crash is None:
+                    console.drain(CRASH_GRACE)  # QEMU is gone: read up to EOF
+        check_crashes(self.consoles.values(), self.run)
 
     def health(self) -> None:
         """check_crashes(), and GuestExited if QEMU has ended."""

@@ -1,102 +1,124 @@
-"""The target API: what a test needs from a machine, however the machine is reached.
+"""The protocols a target's drivers implement, small and each for one purpose.
 
-`Guest` (a QEMU machine, commands over its console or SSH) and `LabGuest`
-(a lab machine through labgrid, commands over SSH) are both targets;
-`Multikernel`, `mkh run` and the suite's `boot` fixture use only this.
-What only QEMU has (`machine`: QMP, the UARTs of instances' shells) raises
-`lab.QemuOnly` on a lab machine.
+As in labgrid's `labgrid/protocol/`, but without its binding machinery: a
+target exposes its drivers as attributes, and code asks for the protocol it
+needs.
+
+- `CommandProtocol`: run a shell command line, check one, write a file
+  (the console shell, SSH, and a target, which hands them to one of those).
+- `FileTransferProtocol`: copy files to and from the machine (SSH).
+- `ConsoleProtocol`: a serial stream of a kernel, logged and crash-checked.
+- `HealthProtocol`: the crashes (or the machine's end) seen so far.
+- `QemuDebug`: QMP, the human monitor, SysRq and the gdbstub; only a QEMU
+  target has it (`Target.debug` is None on a lab machine).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Self
+import abc
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from harness.build.images import Images
-    from harness.core.rundir import RunDir
-    from harness.target.console import Console
-    from harness.target.machine import Machine
-    from harness.target.shell import Result, Shell
-    from harness.target.ssh import SshChannel
+from harness.core.errors import GuestCommandFailed
+from harness.target.crash import Crash
 
-
-class Commands(Protocol):
-    """A command channel: run a shell command line, check one, write a file."""
-
-    def run(self, command: str, timeout: float = 60.0) -> Result: ...
-
-    def check(self, command: str, timeout: float = 60.0) -> str: ...
-
-    def write_file(self, path: str, data: bytes) -> None: ...
+DEFAULT_TIMEOUT = 60.0
 
 
-class Target(Commands, Protocol):
-    """A booted machine: its commands, its logs and crash state, its spawned kernels' shells."""
+@dataclass(frozen=True)
+class Completed:
+    """What a command printed, and its exit status.
 
-    images: Images
-    run_dir: RunDir
-    shells: list[Shell]
-
-    @property
-    def machine(self) -> Machine | None: ...
-
-    @property
-    def shell(self) -> Shell:
-        """The host's console shell (QEMU only)."""
-
-    @property
-    def ssh(self) -> SshChannel | None: ...
-
-    def boot(self) -> Target: ...
-
-    def health(self) -> None:
-        """Raise the crash (or the machine's end) seen so far."""
-
-    @property
-    def instance_uarts(self) -> tuple[str, ...]:
-        """The UARTs spawned kernels' shells can have (QEMU's ttyS1-ttyS3; none on a lab)."""
-
-    def new_shell(self, tty: str) -> Shell: ...
-
-    def console_shell(self, console: Console) -> Shell:
-        """A Shell on `console` (an instance's mkcon), crash-checked with the target's own."""
-
-    def finish(self) -> None:
-        """A last look at every log: a late crash still fails the run."""
-
-    def close(self) -> object: ...
-
-    def __enter__(self) -> Target: ...
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None: ...
-
-
-class Lifecycle:
-    """`with` for a target: boot on entry (closed again if that fails), finish and close on exit.
-
-    `finish` runs only after a block that raised nothing: its last crash
-    check must not hide the block's own error.
+    `output` is all of it.  Where the transport keeps the streams apart
+    (SSH), `stdout` and `stderr` hold each and `output` is stdout then
+    stderr; a console carries one stream, and they are None.
     """
 
-    def boot(self) -> Self:
-        raise NotImplementedError
+    output: str
+    status: int
+    stdout: str | None = None
+    stderr: str | None = None
 
-    def finish(self) -> None:
-        raise NotImplementedError
 
-    def close(self) -> object:
-        raise NotImplementedError
+class CommandProtocol(abc.ABC):
+    """Commands on one machine or kernel, named for error messages."""
 
-    def __enter__(self) -> Self:
-        try:
-            return self.boot()
-        except BaseException:
-            self.close()
-            raise
+    @property
+    @abc.abstractmethod
+    def name(self) -> str: ...
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        try:
-            if exc_type is None:
-                self.finish()
-        finally:
-            self.close()
+    @abc.abstractmethod
+    def run(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Completed:
+        """Run a shell command line in a child shell; what it printed and its status."""
+
+    @abc.abstractmethod
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create (or replace) file `path` with exactly `data`."""
+
+    def check(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Run a command that must succeed; its output."""
+        done = self.run(command, timeout)
+        if done.status != 0:
+            raise GuestCommandFailed(self.name, command, done.status, done.output)
+        return done.output
+
+
+class FileTransferProtocol(abc.ABC):
+    """Files between this host and the machine."""
+
+    @abc.abstractmethod
+    def put(self, local: Path, path: str, mode: int | None = None) -> None:
+        """Copy host file `local` to `path`, with its mode (or `mode`)."""
+
+    @abc.abstractmethod
+    def get(self, path: str, local: Path) -> None:
+        """Copy file `path` of the machine to host file `local`."""
+
+
+class ConsoleProtocol(Protocol):
+    """One serial stream of a kernel (a UART, a log port, mkcon), logged and crash-checked."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, text: str) -> None: ...
+
+    def tail(self) -> str: ...
+
+    def forget_tail(self) -> None: ...
+
+    def expect_text(self, text: str) -> threading.Event: ...
+
+    def take_crash(self, watch: bool = True) -> Crash | None: ...
+
+
+class HealthProtocol(Protocol):
+    """A machine's crash state."""
+
+    def health(self) -> None:
+        """Raise the kernel crash (or the machine's end) seen so far."""
+
+
+class QemuDebug(Protocol):
+    """What only QEMU offers: its monitor, keys sent to the guest, its run state."""
+
+    @property
+    def gdb_port(self) -> int | None: ...
+
+    @property
+    def accel(self) -> str: ...
+
+    def qmp(self, command: str, **args: object) -> object: ...
+
+    def hmp(self, command: str) -> str: ...
+
+    def send_sysrq(self, key: str) -> None: ...
+
+    def status(self) -> str: ...
+
+    def running(self) -> bool: ...

@@ -30,11 +30,11 @@ from harness.core.paths import cache_dir
 from harness.core.progress import note
 from harness.core.rundir import RunDir
 from harness.report import result_json
-from harness.target import interactive, lab
-from harness.target.lab import LabGuest
-from harness.target.protocol import Target
-from harness.target.qemu import GuestOptions
-from harness.target.shell import Result
+from harness.target import interactive
+from harness.target.base import Target
+from harness.target.factory import make_target
+from harness.target.options import TargetOptions
+from harness.target.protocol import Completed
 
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
 DEFAULT_IDLE = 1800.0  # seconds without a request before a session ends itself
@@ -87,7 +87,7 @@ def info(name: str) -> dict[str, Any] | None:
 def start(
     name: str,
     images: Images,
-    options: GuestOptions,
+    options: TargetOptions,
     choice: KernelChoice,
     artifacts: Path | None,
     idle: float,
@@ -152,7 +152,7 @@ def _report(fd: int, message: dict[str, str]) -> None:
 def _daemon(
     name: str,
     images: Images,
-    options: GuestOptions,
+    options: TargetOptions,
     choice: KernelChoice,
     artifacts: Path | None,
     idle: float,
@@ -163,7 +163,7 @@ def _daemon(
         RunDir(artifacts) as run,
         result_json.recorded(run, images, choice, f"mkh up {name}") as status,
     ):
-        guest = lab.make_guest(images, options, run)
+        guest = make_target(images, options, run)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             guest.boot()
@@ -232,14 +232,14 @@ def _handle(guest: Target, conn: socket.socket, request: dict[str, Any]) -> bool
             )
         return False
     if op == "attach":
-        if isinstance(guest, LabGuest):
+        shell = guest.host_shell
+        if shell is None:
             where = guest.run_dir.file("ssh-command.txt")
             _send(
                 conn, {"error": f"a lab machine has no console shell to attach to: ssh ({where})"}
             )
             return False
         _send(conn, {"run": str(guest.run_dir.path)})
-        shell = guest.shell
         with shell.console.driven():
             shell.assume_busy()  # what the user leaves running is interrupted before reuse
             interactive.relay(shell.console, conn.fileno(), conn.fileno())
@@ -277,13 +277,13 @@ def _ask(conn: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def run(name: str, command: str, timeout: float) -> Result:
+def run(name: str, command: str, timeout: float) -> Completed:
     """Run a shell command line in the session's guest."""
     with _connect(name) as conn:
         answer = _ask(conn, {"op": "exec", "command": command, "timeout": timeout})
     streams = [answer.get(key) for key in ("stdout", "stderr")]
     stdout, stderr = (str(text) if text is not None else None for text in streams)
-    return Result(str(answer["output"]), int(answer["status"]), stdout, stderr)
+    return Completed(str(answer["output"]), int(answer["status"]), stdout, stderr)
 
 
 DOWN_TIMEOUT = 120.0  # seconds a daemon may take to stop its guest and write result.json

@@ -8,10 +8,10 @@ does not match, and the shell prompt is never looked for, so output that
 contains the prompt, or an old marker, comes back whole.
 
 When the kernel's log stream is known, the same line writes a marker to
-/dev/kmsg after the command; the command is complete only once that marker
-has come through the log stream, so every kernel message the command caused
-has been crash-checked.  After a timeout the shell is interrupted (Ctrl-C)
-and brought back in step, or refuses further use with a clear error.
+/dev/kmsg after the command, and the command is complete only once that
+marker has come through the log stream (harness/target/logsync.py).  After
+a timeout the shell is interrupted (Ctrl-C) and brought back in step, or
+refuses further use with a clear error.
 """
 
 from __future__ import annotations
@@ -22,34 +22,19 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from harness.core.errors import GuestCommandFailed, GuestExited, GuestTimeout, HarnessError
+from harness.core.errors import GuestExited, GuestTimeout, HarnessError
 from harness.core.progress import note
 from harness.target.console import Console
 from harness.target.crash import Crash
+from harness.target.logsync import KMSG, LOG_SYNC_TIMEOUT, LogSync
+from harness.target.protocol import DEFAULT_TIMEOUT, CommandProtocol, Completed
 
 READY = "mkh-guest: ready"
 # busybox's line editor truncates long lines; longer commands go through a file.
 MAX_LINE = 600
 CHUNK = 300
 RESYNC_TIMEOUT = 15.0
-LOG_SYNC_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a command printed, and its exit status.
-
-    `output` is all of it.  Where the transport keeps the streams apart
-    (SSH), `stdout` and `stderr` hold each and `output` is stdout then
-    stderr; a console carries one stream, and they are None.
-    """
-
-    output: str
-    status: int
-    stdout: str | None = None
-    stderr: str | None = None
 
 
 class ShellUnusable(HarnessError):
@@ -59,7 +44,7 @@ class ShellUnusable(HarnessError):
         super().__init__(f"the shell on {console} cannot be used: {why}")
 
 
-class Shell:
+class Shell(CommandProtocol):
     """The busybox shell of the mkh init on one console of a running machine."""
 
     def __init__(
@@ -68,7 +53,7 @@ class Shell:
         health: Callable[[], None],
         log: Console | None = None,
         on_timeout: Callable[[Shell], None] | None = None,
-        kmsg: str = "/dev/kmsg",
+        kmsg: str = KMSG,
     ) -> None:
         self.console = console
         self.health = health
@@ -124,13 +109,15 @@ class Shell:
             self.console.send(f"echo {typed}\n")
             self.console.expect([rf"{printed}\r?\n"], timeout, "the shell to answer", self.health)
 
-    def _line(self, command: str, n: int, kmsg: str | None) -> str:
+    def _line(self, command: str, n: int, flush: str) -> str:
         begin, _ = self._marker("B", n)
         end, _ = self._marker("E", n)
-        flush = f"echo {kmsg} > {self.kmsg}; " if kmsg else ""
+        flush = f"{flush}; " if flush else ""
         return f"echo {begin}; {command}; mkh_s=$?; {flush}echo {end}:$mkh_s\n"
 
-    def run(self, command: str, timeout: float = 60.0, recover: bool = True) -> Result:
+    def run(
+        self, command: str, timeout: float = DEFAULT_TIMEOUT, recover: bool = True
+    ) -> Completed:
         """Run a shell command line in a child shell; its output (LF line ends) and status.
 
         A timeout raises GuestTimeout after recovering the shell (diagnostics,
@@ -143,15 +130,19 @@ class Shell:
         if self.unusable:
             raise ShellUnusable(self.name, self.unusable)
         n = next(self._ids)
-        kmsg = f"mkh-sync-{self._nonce}-{n}-done" if self.log is not None else None
-        line = self._line(f"sh -c {shlex.quote(command)}", n, kmsg)
-        # Control characters (a TAB, ^U...) would drive the line editor.
-        if len(line) > MAX_LINE or not command.isprintable() or not command.isascii():
-            script = f"/tmp/.mkh-cmd-{self._nonce}-{n}"
-            self.write_file(script, command.encode() + b"\n")
-            line = self._line(f"sh {script}", n, kmsg)
-        log = self.log if kmsg else None
-        synced = log.expect_text(kmsg) if log is not None and kmsg else None
+        with LogSync(self.log, f"mkh-sync-{self._nonce}-{n}-done", self.kmsg) as synced:
+            line = self._line(f"sh -c {shlex.quote(command)}", n, synced.line)
+            # Control characters (a TAB, ^U...) would drive the line editor.
+            if len(line) > MAX_LINE or not command.isprintable() or not command.isascii():
+                script = f"/tmp/.mkh-cmd-{self._nonce}-{n}"
+                self.write_file(script, command.encode() + b"\n")
+                line = self._line(f"sh {script}", n, synced.line)
+            done = self._send(line, command, n, timeout, recover)
+            synced.wait(command, self.health)
+        return done
+
+    def _send(self, line: str, command: str, n: int, timeout: float, recover: bool) -> Completed:
+        """Type `line` and read the output between its markers."""
         _, begin = self._marker("B", n)
         _, end = self._marker("E", n)
         with self.console.driven():
@@ -163,7 +154,6 @@ class Shell:
                     [rf"{end}:(\d+)\r?\n"], timeout, f"{command!r} to finish", self.health
                 )
             except GuestTimeout:
-                self._forget(log, kmsg)
                 if not recover:
                     self.unusable = f"{command!r} timed out"
                     raise
@@ -175,30 +165,11 @@ class Shell:
                 finally:
                     self._interrupt(RESYNC_TIMEOUT)
                 raise
-            except BaseException:
-                self._forget(log, kmsg)
-                raise
             self._busy = False
             child = self.console.child
             output = str(child.before).replace("\r\n", "\n")
             assert child.match is not None and not isinstance(child.match, type)
-            status = int(child.match.group(1))
-        if synced is not None and log is not None:
-            try:
-                log.wait_event(
-                    synced,
-                    LOG_SYNC_TIMEOUT,
-                    f"the end of {command!r} in the kernel log",
-                    self.health,
-                )
-            finally:
-                self._forget(log, kmsg)
-        return Result(output, status)
-
-    @staticmethod
-    def _forget(log: Console | None, kmsg: str | None) -> None:
-        if log is not None and kmsg:
-            log.forget_text(kmsg)
+            return Completed(output, int(child.match.group(1)))
 
     def _interrupt(self, timeout: float) -> None:
         """Ctrl-C to whatever runs, then a resync; a shell that does not come back is unusable.
@@ -227,13 +198,6 @@ class Shell:
     def flush(self, timeout: float = LOG_SYNC_TIMEOUT, recover: bool = True) -> None:
         """Make sure everything the kernel logged so far has been read and crash-checked."""
         self.run(":", timeout, recover)
-
-    def check(self, command: str, timeout: float = 60.0) -> str:
-        """Run a command that must succeed; its output."""
-        result = self.run(command, timeout)
-        if result.status != 0:
-            raise GuestCommandFailed(self.name, command, result.status, result.output)
-        return result.output
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create a file with exactly `data`, through the console."""

@@ -18,6 +18,7 @@ import secrets
 import select
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,9 +26,15 @@ from pathlib import Path
 
 import paramiko
 
-from harness.core.errors import GuestCommandFailed, GuestExited, GuestTimeout, InfraError
+from harness.core.errors import GuestExited, GuestTimeout, InfraError
 from harness.target.console import SLICE, Console
-from harness.target.shell import LOG_SYNC_TIMEOUT, Result
+from harness.target.logsync import LogSync
+from harness.target.protocol import (
+    DEFAULT_TIMEOUT,
+    CommandProtocol,
+    Completed,
+    FileTransferProtocol,
+)
 from harness.target.sshd import HOST_ALIAS, Keys
 
 # Attempts before the guest's server listens fail, and are retried: paramiko's
@@ -40,7 +47,7 @@ READ_SIZE = 65536
 TAIL_BYTES = 2000
 
 
-class SshChannel:
+class SshConnection(CommandProtocol, FileTransferProtocol):
     """Commands and files over SSH to one machine (public key; host key pinned when known)."""
 
     name = "ssh"
@@ -154,29 +161,18 @@ class SshChannel:
             self.health()
             raise GuestExited(self.name, f"no SSH session: {exc}") from exc
 
-    def run(self, command: str, timeout: float = 60.0) -> Result:
+    def run(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Completed:
         """Run a shell command line; its stdout, stderr and exit status."""
         self._ids += 1
-        marker = f"mkh-ssh-{self._nonce}-{self._ids}-done" if self.log is not None else None
-        line = f"sh -c {shlex.quote(command)}"
-        if marker is not None:
-            line += f"; mkh_s=$?; echo {marker} > /dev/kmsg; exit $mkh_s"
-        synced = self.log.expect_text(marker) if self.log is not None and marker else None
-        try:
+        with LogSync(self.log, f"mkh-ssh-{self._nonce}-{self._ids}-done") as synced:
+            line = f"sh -c {shlex.quote(command)}"
+            if synced.line:
+                line += f"; mkh_s=$?; {synced.line}; exit $mkh_s"
             stdout, stderr, status = self._exec(line, command, timeout)
-            if synced is not None and self.log is not None:
-                self.log.wait_event(
-                    synced,
-                    LOG_SYNC_TIMEOUT,
-                    f"the end of {command!r} in the kernel log",
-                    self.health,
-                )
-        finally:
-            if self.log is not None and marker is not None:
-                self.log.forget_text(marker)
+            synced.wait(command, self.health)
         out = stdout.decode(errors="replace")
         err = stderr.decode(errors="replace")
-        return Result(out + err, status, stdout=out, stderr=err)
+        return Completed(out + err, status, stdout=out, stderr=err)
 
     def _exec(self, line: str, command: str, timeout: float) -> tuple[bytes, bytes, int]:
         channel = self._session()
@@ -254,13 +250,6 @@ class SshChannel:
         channel.exec_command(command)
         return channel
 
-    def check(self, command: str, timeout: float = 60.0) -> str:
-        """Run a command that must succeed; its output (stdout, then stderr)."""
-        result = self.run(command, timeout)
-        if result.status != 0:
-            raise GuestCommandFailed(self.name, command, result.status, result.output)
-        return result.output
-
     @contextmanager
     def _sftp(self, what: str) -> Iterator[paramiko.SFTPClient]:
         """The SFTP session, its failures reported as the harness's errors."""
@@ -306,3 +295,46 @@ class SshChannel:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+class RelaySocket:
+    """A socket whose other end is an SSH channel (paramiko's), for a Console to read and write.
+
+    A thread copies between them until either side ends; the channel's end
+    is the socket's end of file.
+    """
+
+    def __init__(self, channel: paramiko.Channel, label: str) -> None:
+        self._channel = channel
+        self._mine, self._theirs = socket.socketpair()
+        self._pump = threading.Thread(target=self._copy, name=f"relay-{label}", daemon=True)
+        self._pump.start()
+
+    def fileno(self) -> int:
+        return self._theirs.fileno()
+
+    def close(self) -> None:
+        self._theirs.close()
+        self._pump.join(timeout=5)
+
+    def _copy(self) -> None:
+        channel, mine = self._channel, self._mine
+        try:
+            while True:
+                # A paramiko channel's fileno() is readable when it has data.
+                ready, _, _ = select.select([channel.fileno(), mine.fileno()], [], [], 1.0)
+                if channel.fileno() in ready:
+                    data = channel.recv(READ_SIZE)
+                    if not data:
+                        break
+                    mine.sendall(data)
+                if mine.fileno() in ready:
+                    data = mine.recv(READ_SIZE)
+                    if not data:
+                        break
+                    channel.sendall(data)
+        except OSError:
+            pass
+        finally:
+            channel.close()
+            mine.close()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from harness.core.errors import InfraError
-from harness.target.lab import Lab
+from harness.target.labgrid import Lab
 
 
 def environment(tmp_path: Path, **changes: Any) -> Path:

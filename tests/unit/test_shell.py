@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import GuestTimeout, KernelCrash
+from harness.target import logsync
 from harness.target import shell as shell_module
 from harness.target.console import Console
 from harness.target.shell import READY, Shell, ShellUnusable
@@ -181,7 +182,7 @@ def test_a_command_ends_only_once_its_kernel_log_has_caught_up(
         assert shell.check("echo first") == "first\n"
         assert "-done" in (tmp_path / "kmsg.log").read_text()
         # While nobody reads the log stream, no command can complete.
-        monkeypatch.setattr(shell_module, "LOG_SYNC_TIMEOUT", 1.0)
+        monkeypatch.setattr(logsync, "LOG_SYNC_TIMEOUT", 1.0)
         log.drive()
         with pytest.raises(GuestTimeout, match="in the kernel log"):
             shell.run("echo second")
