@@ -24,9 +24,10 @@ from harness.core.progress import note
 from harness.core.rundir import RunDir
 from harness.multikernel import dtb
 from harness.multikernel.mk import MKCON, Multikernel
+from harness.pipeline import session
 from harness.report import bench as bench_report
 from harness.report import result_json
-from harness.target import interactive, session
+from harness.target import interactive
 from harness.target.base import Target
 from harness.target.factory import make_target
 from harness.target.machine import free_port

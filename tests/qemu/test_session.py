@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from harness.build.images import Images
-from harness.target import session
+from harness.pipeline import session
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu

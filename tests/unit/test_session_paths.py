@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.core.errors import InfraError
-from harness.target import session
+from harness.pipeline import session
 
 
 @pytest.fixture(autouse=True)
