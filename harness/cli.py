@@ -1,10 +1,11 @@
-"""The `mkh` command line."""
+"""mkh: build a multikernel Linux, boot it in QEMU or on a lab machine, drive and check it."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import os
 import re
@@ -174,7 +175,7 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="LAB_YAML",
         help="boot on the lab machine of this labgrid environment instead of QEMU "
-        "(implies --transport ssh; README: A lab machine)",
+        "(implies --transport ssh; see docs/lab.md)",
     )
     group.add_argument(
         "--boot-timeout",
@@ -465,18 +466,29 @@ def cmd_series_check(args: argparse.Namespace) -> int:
     return _report(problems)
 
 
-# --runs when not given: spawn runs, cycles, pings (density takes none).
+BENCHMARKS = {
+    "spawn": "exec call to instance shell vs QEMU start to host shell",
+    "cycles": "ping, halt and start again, per cycle, with the pool's free bytes",
+    "ipi": "ping round trip to an instance vs an IPI round trip inside the host",
+    "density": "an instance on every CPU but the host's, over their consoles over shared "
+    "memory: start time, memory, host latency, smallest instance memory",
+}
+# --runs when not given (density is one run and takes none).
 BENCH_RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1}
+BENCH_RUNS_MEANING = {
+    "spawn": "runs to take the median of",
+    "cycles": "cycles",
+    "ipi": "pings",
+}
+DTB_ACTIONS = {
+    "compile": "check a .dts and write it as a DTB",
+    "check": "check a .dts or .dtb as the kernel would (EINVAL with the reason)",
+    "show": "print each instance's device tree source as the kernel shows it",
+}
 
 
 def _bench_checks(args: argparse.Namespace) -> int:
     """The instance memory of `bench spawn|density`, refused before anything is built."""
-    if args.what not in ("spawn", "density") and (args.memory is not None or args.json):
-        raise InfraError("--memory and --json are options of `mkh bench spawn` and `density`")
-    if args.what != "density" and args.cpus is not None:
-        raise InfraError("--cpus is an option of `mkh bench density`")
-    if args.what == "density" and args.runs is not None:
-        raise InfraError("`mkh bench density` is one run: it takes no --runs")
     if args.what == "density":
         memory = density.DEFAULT_MEMORY if args.memory is None else args.memory
         cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
@@ -522,8 +534,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """`mkh VERSION (commit COMMIT[, with changes])`, the commit unless outside a git checkout."""
+    try:
+        number = importlib.metadata.version("mkh")
+    except importlib.metadata.PackageNotFoundError:
+        number = "unknown"
+    commit = result_json.harness_commit()
+    if commit is None:
+        return f"mkh {number}"
+    dirty = ", with changes" if commit["dirty"] else ""
+    return f"mkh {number} (commit {commit['commit']}{dirty})"
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="mkh", description=__doc__)
+    top.add_argument("--version", action="version", version=version())
     sub = top.add_subparsers(dest="verb", required=True)
 
     build = sub.add_parser("build", help="build (or reuse) the kernel and initramfs")
@@ -608,55 +634,57 @@ def parser() -> argparse.ArgumentParser:
     dn.set_defaults(func=cmd_down)
 
     bn = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
-    bn.add_argument(
-        "what",
-        choices=tuple(BENCH_RUNS),
-        help="spawn: exec call to instance shell vs QEMU start to host shell; "
-        "cycles: ping, halt and start again, per cycle, with the pool's free bytes; "
-        "ipi: ping round trip to an instance vs an IPI round trip inside the host; "
-        "density: an instance on every CPU but the host's, over their consoles over "
-        "shared memory: start time, memory, host latency, smallest instance memory",
-    )
-    bn.add_argument(
-        "--runs",
-        type=_positive,
-        help="spawn: runs to take the median of (3); cycles: cycles (10); ipi: pings (200)",
-    )
-    bn.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    bn.add_argument(
+    benches = bn.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
+    for what, about in BENCHMARKS.items():
+        one = benches.add_parser(what, help=about, description=about)
+        one.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+        _add_kernel_choice(one)
+        one.set_defaults(func=cmd_bench, runs=None, memory=None, cpus=None, json=None)
+        if what != "density":
+            one.add_argument(
+                "--runs",
+                type=_positive,
+                help=f"{BENCH_RUNS_MEANING[what]} (default {BENCH_RUNS[what]})",
+            )
+        if what in ("spawn", "density"):
+            one.add_argument(
+                "--json", type=Path, metavar="FILE", help="also write the figures as JSON"
+            )
+    benches.choices["spawn"].add_argument(
         "--memory",
         type=_size,
         metavar="SIZE",
-        help="spawn: the instance's memory (default 512M, the usage.rst web-server); "
-        "density: each instance's (default 23M, the smallest found here), where the "
-        "search for the smallest starts",
+        help="the instance's memory (default 512M, the usage.rst web-server)",
     )
-    bn.add_argument(
-        "--cpus",
-        type=_positive,
-        help="density: the guest's CPUs, one instance on each but CPU 0 (default 8)",
-    )
-    bn.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="spawn, density: also write the figures as JSON",
-    )
-    _add_kernel_choice(bn)
-    bn.set_defaults(func=cmd_bench)
-
-    dt = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
-    dt.add_argument("action", choices=("compile", "check", "show"))
-    dt.add_argument("file", type=Path, help="a .dts file or a .dtb")
-    dt.add_argument("-o", "--output", type=Path, help="where compile writes the DTB")
-    dt.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
-    dt.add_argument(
-        "--pool",
+    benches.choices["density"].add_argument(
+        "--memory",
         type=_size,
         metavar="SIZE",
-        help="check memory against this much free pool (e.g. 2G)",
+        help=f"each instance's memory, where the search for the smallest starts "
+        f"(default {density.DEFAULT_MEMORY >> 20}M)",
     )
-    dt.set_defaults(func=cmd_dtb)
+    benches.choices["density"].add_argument(
+        "--cpus",
+        type=_positive,
+        help=f"the guest's CPUs, one instance on each but CPU 0 (default {density.DEFAULT_CPUS})",
+    )
+
+    dt = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
+    actions = dt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, about in DTB_ACTIONS.items():
+        one = actions.add_parser(action, help=about, description=about)
+        one.add_argument("file", type=Path, help="a .dts file or a .dtb")
+        one.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
+        one.add_argument(
+            "--pool",
+            type=_size,
+            metavar="SIZE",
+            help="check memory against this much free pool (e.g. 2G)",
+        )
+        one.set_defaults(func=cmd_dtb, output=None)
+    actions.choices["compile"].add_argument(
+        "-o", "--output", type=Path, help="where to write the DTB (default: FILE.dtb)"
+    )
 
     tree = sub.add_parser("kernel-tree", help="clone the kernel with the series as git commits")
     tree.add_argument("dir", type=Path, help="where to create the tree")

@@ -203,7 +203,7 @@ def test_seven_instances_on_eight_cpus_each_answer_on_their_console(
     boot: Boot, guest_images: Images
 ) -> None:
     # Each at the smallest memory the README gives (`mkh bench density` measures it).
-    memory = sized(guest_images, density.SMALLEST_MEMORY)
+    memory = sized(guest_images, density.DEFAULT_MEMORY)
     instances = [Instance(f"inst{n}", n, (n,), memory) for n in range(1, 8)]
     pool = 7 * (memory + (2 << 20)) // (1 << 20)
     append = f"mkkernel_pool={pool}M"
