@@ -15,12 +15,14 @@ from harness.core import atomic, hostcmd
 from harness.core.errors import InfraError
 from harness.core.lock import locked
 from harness.core.paths import DEBUG_RECIPE_DIR, LINUX_RECIPE_DIR, cache_dir
-from harness.core.progress import note, step
+from harness.core.progress import Counted, note, step
 
 # Bump when the way a kernel is configured or built changes.
 RECIPE = "kernel-2"
 ARCH = "x86_64"
 REQUIRES = "# mkh: requires "
+# In a build directory: how many objects its last build made.
+OBJECT_COUNT = ".mkh-objects"
 # Fixed build identity so ccache hits and builds are reproducible.
 BUILD_ENV = {
     "KBUILD_BUILD_TIMESTAMP": "1970-01-01",
@@ -131,15 +133,22 @@ def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
 
 def compile_kernel(source: KernelSource, out: Path | None, log: Path) -> Path:
     jobs = str(os.cpu_count() or 1)
+    where = out or source.path
+    # How many objects the last build here made: the figure progress counts towards.
+    count = where / OBJECT_COUNT
+    expected = int(count.read_text()) if count.is_file() and count.read_text().isdigit() else None
     with step(f"Building Linux {source.version} (log: {log})") as st:
+        counted = Counted(st, expected)
         hostcmd.run_logged(
             [*_make(source, out), f"-j{jobs}", "bzImage"],
             log,
             env=_build_env(),
-            step=st,
+            step=counted,
             what="kernel build",
         )
-    return (out or source.path) / "arch" / "x86" / "boot" / "bzImage"
+    if counted.done:
+        count.write_text(f"{max(counted.done, expected or 0)}\n")
+    return where / "arch" / "x86" / "boot" / "bzImage"
 
 
 def _tree_clean(tree: Path) -> bool:

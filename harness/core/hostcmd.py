@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.core.errors import InfraError
-from harness.core.progress import Step
+from harness.core.progress import Status
 
 TAIL_LINES = 25
 
@@ -20,7 +20,7 @@ def run_logged(
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-    step: Step | None = None,
+    step: Status | None = None,
     what: str | None = None,
 ) -> None:
     """Run `cmd`, appending its output to `log`; raise InfraError with the tail on failure.

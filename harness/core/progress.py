@@ -7,12 +7,13 @@ line with the time it took, and nothing in between.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Protocol, TextIO
 
 
 class Step:
@@ -64,6 +65,45 @@ class Step:
             prefix = "\r\033[K" if self._live else ""
             self._stream.write(f"{prefix}  {self.title}: {outcome} ({self.elapsed():.1f}s)\n")
             self._stream.flush()
+
+
+class Status(Protocol):
+    """What takes a long command's output lines, one at a time."""
+
+    def update(self, status: str) -> None: ...
+
+
+# The lines of kbuild's output that stand for one object built.
+_OBJECT = re.compile(r"^\s+(CC|AS|AR|LD|HOSTCC|OBJCOPY)\s")
+
+
+class Counted:
+    """A build step's status as objects done of those expected, with the time left.
+
+    `expected` is how many the last build of the same tree made (None the
+    first time: the count alone is shown).
+    """
+
+    def __init__(self, step: Step, expected: int | None) -> None:
+        self.step = step
+        self.expected = expected
+        self.done = 0
+
+    def update(self, line: str) -> None:
+        if not _OBJECT.match(line):
+            return
+        self.done += 1
+        self.step.update(self.figure())
+
+    def figure(self) -> str:
+        if not self.expected:
+            return f"{self.done} objects"
+        share = min(self.done / self.expected, 0.99)
+        left = self.step.elapsed() * (1 - share) / share
+        return (
+            f"{self.done}/{self.expected} objects ({share:.0%}), "
+            f"about {int(left) // 60}:{int(left) % 60:02d} left"
+        )
 
 
 @contextmanager
