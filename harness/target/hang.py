@@ -16,7 +16,7 @@ import bisect
 import contextlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from qemu.qmp import QMPError
@@ -60,18 +60,27 @@ def cpu_locations(registers: str, symbols: Symbols | None) -> list[str]:
     return lines
 
 
-def _log_sizes(machine: Machine) -> dict[str, int]:
+def _log_sizes(machine: Machine, relayed: Iterable[str]) -> dict[str, int]:
     """The size of every kernel log stream's file: the log ports', and instances' mkcon."""
     sizes = {}
-    for name in machine.consoles:
+    for name in [*machine.consoles, *relayed]:
         if name not in uarts.SHELL_TTYS:
             path = machine.run.console_log(name)
             sizes[path.name] = path.stat().st_size if path.exists() else 0
     return sizes
 
 
-def capture(machine: Machine, kernel: Path, shells: Sequence[Shell], stuck: Shell | None) -> None:
-    """Save the hang's evidence; `stuck` is the shell that timed out (None: the SSH channel)."""
+def capture(
+    machine: Machine,
+    kernel: Path,
+    shells: Sequence[Shell],
+    stuck: Shell | None,
+    relayed: Iterable[str] = (),
+) -> None:
+    """Save the hang's evidence; `stuck` is the shell that timed out (None: the SSH channel).
+
+    `relayed` names the consoles relayed over SSH (instances' mkcon), logs too.
+    """
     run = machine.run
     report = [f"timed out on {stuck.name if stuck is not None else 'ssh'}"]
     try:
@@ -82,7 +91,7 @@ def capture(machine: Machine, kernel: Path, shells: Sequence[Shell], stuck: Shel
     system_map = companions(kernel).system_map
     report += cpu_locations(registers, Symbols(system_map) if system_map else None)
 
-    before = _log_sizes(machine)
+    before = _log_sizes(machine, relayed)
     with contextlib.suppress(QMPError, OSError, HarnessError):
         for key in ("l", "w"):
             machine.send_sysrq(key)

@@ -150,7 +150,8 @@ class QemuTarget(Target):
             return
         self._capturing = True
         try:
-            hang.capture(self.machine, self.images.kernel, self.instances.shells, stuck)
+            shells = self.instances.shells
+            hang.capture(self.machine, self.images.kernel, shells, stuck, self.instances.relayed)
         finally:
             self._capturing = False
 
