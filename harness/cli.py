@@ -8,7 +8,6 @@ import dataclasses
 import importlib.metadata
 import json
 import os
-import re
 import shlex
 import signal
 import sys
@@ -24,6 +23,7 @@ from harness.core.paths import IMAGES_DIR
 from harness.core.progress import note
 from harness.core.rundir import RunDir
 from harness.multikernel import dtb
+from harness.multikernel import pool as pool_sizing
 from harness.multikernel.mk import MKCON, Multikernel
 from harness.pipeline import session
 from harness.report import bench as bench_report
@@ -42,7 +42,6 @@ EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 # CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
 MAX_SMP = 16
 UART = "uart"
-POOL = re.compile(r"(?:^|\s)mkkernel_pool=(\S*)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -218,17 +217,7 @@ def _check_pool(options: TargetOptions) -> None:
     """A multikernel pool must leave the guest kernel some of its memory (QEMU's --memory)."""
     if options.lab_env is not None:
         return  # a lab machine has the memory it has
-    memory = sizes.qemu(options.memory)
-    for value in POOL.findall(options.append):
-        try:
-            pool = sizes.kernel(value.partition("@")[0])
-        except ValueError as exc:
-            raise InfraError(f"mkkernel_pool={value}: {exc}") from None
-        if pool >= memory:
-            raise InfraError(
-                f"mkkernel_pool={value} does not fit in --memory {options.memory}: "
-                "give the guest more memory or a smaller pool"
-            )
+    pool_sizing.check_fits(options.append, options.memory)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -305,10 +294,10 @@ def _instance_setup(args: argparse.Namespace, options: TargetOptions) -> list[dt
         names = ", ".join(inst.name for inst in instances)
         raise InfraError(f"{args.dtb} has no instance {args.instance!r} (it has {names})")
     if not on_lab and "mkkernel_pool=" not in options.append:
-        pool_mib = -(-sum(inst.memory for inst in instances) // (256 << 20)) * 256
-        options.append = f"{options.append} mkkernel_pool={pool_mib}M".strip()
+        pool = pool_sizing.size(sum(inst.memory for inst in instances))
+        options.append = f"{options.append} {pool_sizing.append(pool)}".strip()
         if args.memory is None:
-            options.memory = f"{pool_mib + 1024}M"
+            options.memory = pool_sizing.guest_memory(pool)
     return instances
 
 
