@@ -8,7 +8,7 @@ MKH := $(VENV)/bin/mkh
 JOBS ?= $(shell nproc)
 # JUnit XML of the last run, in the cache (nothing generated lands in the repository).
 JUNIT ?= $(shell $(VENV)/bin/python -c \
-	'from harness.paths import cache_root; print(cache_root() / "results" / "junit.xml")')
+	'from harness.core.paths import cache_root; print(cache_root() / "results" / "junit.xml")')
 SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT) $(if $(BASETEMP),--basetemp=$(BASETEMP))
 # Labels of the self-hosted runners the workflows name (actionlint checks the rest).
 RUNNER_LABELS := mkh-lab

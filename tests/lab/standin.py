@@ -15,9 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import accel, initramfs, sshd
-from harness.guest import Images
-from harness.machine import GUEST_SSH_PORT, die_with_parent, free_port, process_name
+from harness.build import initramfs
+from harness.build.images import Images
+from harness.target import accel, sshd
+from harness.target.machine import GUEST_SSH_PORT, die_with_parent, free_port, process_name
 
 POWER = Path(__file__).with_name("power.py")
 OWN_OS_CMDLINE = f"console=ttyS0 ignore_loglevel mkh.tty=ttyS0 {sshd.KERNEL_PARAM}"

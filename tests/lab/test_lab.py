@@ -12,13 +12,14 @@ from xml.etree import ElementTree
 
 import pytest
 
-from harness import dtb
-from harness.artifacts import RunDir
-from harness.errors import GuestTimeout, KernelCrash
-from harness.guest import Images
-from harness.lab import Lab, LabGuest
-from harness.mk import Multikernel
-from harness.paths import REPO
+from harness.build.images import Images
+from harness.core.errors import GuestTimeout, KernelCrash
+from harness.core.paths import REPO
+from harness.core.rundir import RunDir
+from harness.multikernel import dtb
+from harness.multikernel.mk import Multikernel
+from harness.target.lab import LabTarget
+from harness.target.labgrid import Lab
 from tests.conftest import MKH
 from tests.lab.conftest import LocalLab
 
@@ -37,8 +38,8 @@ def timings(run: Path) -> dict[str, float]:
     return dict(json.loads((run / "timings.json").read_text()))
 
 
-def boot(images: Images, lab: Lab, where: Path, append: str = "") -> LabGuest:
-    return LabGuest(images, lab, RunDir(where), append=append).boot()
+def boot(images: Images, lab: Lab, where: Path, append: str = "") -> LabTarget:
+    return LabTarget(images, lab, RunDir(where), append=append).boot()
 
 
 def test_the_kernel_under_test_is_kexeced_from_the_machines_own_os(
@@ -67,7 +68,7 @@ def test_multikernel_through_the_lab_target(guest_images: Images, lab: Lab, tmp_
     # Whatever ran (its own OS, or an earlier run's kernel) was reached without a power cycle.
     assert "power-cycled" not in timings(tmp_path / "run")
     try:
-        mk = Multikernel(guest)
+        mk = Multikernel(guest, guest.instances)
         assert mk.upload(dtb.to_dtb([WEB])).ok
         assert mk.status("web-server") == "ready"
         assert mk.load(WEB.id, cmdline="mkh-lab").ok
@@ -84,7 +85,7 @@ def test_an_instance_on_the_lab_machine_is_reached_through_its_host(
 ) -> None:
     guest = boot(guest_images, lab, tmp_path / "run")
     try:
-        mk = Multikernel(guest)
+        mk = Multikernel(guest, guest.instances)
         # A lab machine has no UART to spare: the instance gets its console over shared memory.
         shell = mk.spawn(WEB)
         assert shell.console.name == "mkcon1"
@@ -115,7 +116,7 @@ def test_a_kernel_that_never_comes_up_is_reported_and_power_cycled_away(
     error: type[Exception],
     boot_timeout: float | None,
 ) -> None:
-    broken = LabGuest(
+    broken = LabTarget(
         guest_images, lab, RunDir(tmp_path / "broken"), append, boot_timeout=boot_timeout
     )
     with pytest.raises(error):

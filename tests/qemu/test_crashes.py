@@ -7,16 +7,16 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import shell as shell_module
-from harness.dtb import Instance
-from harness.errors import GuestTimeout, KernelCrash
-from harness.guest import Guest
-from harness.mk import Multikernel
-from harness.shell import Shell
-from tests.conftest import clocksource_settled
+from harness.core.errors import GuestTimeout, KernelCrash
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
+from harness.target import logsync
+from harness.target.base import Target
+from harness.target.shell import Shell
+from tests.conftest import clocksource_settled, qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
 WEB = Instance("web-server", 1, (1,), 0x20000000)
@@ -32,20 +32,20 @@ ACTIONS = {
 }
 
 
-def provoke(guest: Guest, shell: Shell, action: str) -> KernelCrash:
+def provoke(guest: Target, shell: Shell, action: str) -> KernelCrash:
     """Trigger an LKDTM action in the kernel behind `shell`; the crash the harness raised."""
     # Short detector periods, so the lockups show within seconds.
     sysctl = "/proc/sys/kernel"
     shell.check(f"echo 1 > {sysctl}/watchdog_thresh; echo 1 > {sysctl}/hung_task_timeout_secs")
     clocksource_settled(shell)
-    assert guest.machine is not None
+    assert qemu_only(guest).machine is not None
     with pytest.raises(KernelCrash) as info:
         # In the background: the lockups never return, and the crash must be
         # caught from the log stream alone, whatever the shell does.
         shell.run(f"echo {action} > {DIRECT} &")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            guest.machine.check_crashes()
+            qemu_only(guest).machine.check_crashes()
             time.sleep(0.2)
     return info.value
 
@@ -53,26 +53,26 @@ def provoke(guest: Guest, shell: Shell, action: str) -> KernelCrash:
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_a_crash_in_the_host_is_caught_on_its_log(boot: Boot, action: str) -> None:
     guest = boot(smp=2)
-    crash = provoke(guest, guest.shell, action)
+    crash = provoke(guest, qemu_only(guest).shell, action)
     assert crash.console == "kmsg" and crash.kind in ACTIONS[action]
     assert "kernel log of the host" in str(crash)
     # The shell's own UART stays free of kernel messages.
     assert "lkdtm" not in guest.run_dir.console_log("ttyS0").read_text()
     lockup = action in ("SOFTLOCKUP", "HUNG_TASK")  # reported again and again
-    assert guest.shell.take_crash(watch=not lockup) is not None
+    assert qemu_only(guest).shell.take_crash(watch=not lockup) is not None
     assert guest.check("echo alive-$((6 * 7))") == "alive-42\n"  # on its other CPU
 
 
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_a_crash_in_an_instance_is_caught_on_its_log(boot: Boot, action: str) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
-    shell = Multikernel(guest).spawn(WEB)
+    shell = Multikernel(guest, guest.instances).spawn(WEB)
     crash = provoke(guest, shell, action)
     assert crash.console == "kmsg1" and crash.kind in ACTIONS[action]
     assert "kernel log of the ttyS1 instance" in str(crash)
     assert "lkdtm" not in guest.run_dir.console_log("ttyS1").read_text()
-    assert guest.machine is not None
-    assert guest.machine.consoles["kmsg"].crash is None  # the host saw nothing of it
+    assert qemu_only(guest).machine is not None
+    assert qemu_only(guest).machine.consoles["kmsg"].crash is None  # the host saw nothing of it
     shell.take_crash(watch=action not in ("SOFTLOCKUP", "HUNG_TASK"))
     assert guest.check("echo host-alive") == "host-alive\n"
 
@@ -84,17 +84,17 @@ def test_a_crash_printed_after_the_last_command_fails_teardown(boot: Boot) -> No
     with pytest.raises(KernelCrash) as info:
         guest.finish()
     assert (info.value.console, info.value.kind) == ("kmsg", "warning")
-    guest.shell.take_crash()
+    qemu_only(guest).shell.take_crash()
 
 
 def test_every_command_waits_for_its_kernel_log(
     boot: Boot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     guest = boot(smp=2)
-    assert guest.machine is not None
+    assert qemu_only(guest).machine is not None
     clocksource_settled(guest)  # no late boot message fills the unread log
-    log = guest.machine.consoles["kmsg"]
-    monkeypatch.setattr(shell_module, "LOG_SYNC_TIMEOUT", 3.0)
+    log = qemu_only(guest).machine.consoles["kmsg"]
+    monkeypatch.setattr(logsync, "LOG_SYNC_TIMEOUT", 3.0)
     log.drive()  # nobody reads the host's kernel log for now
     with pytest.raises(GuestTimeout, match="in the kernel log"):
         guest.run("echo mkh-flushed-$((6 * 7)) > /dev/kmsg")

@@ -12,14 +12,16 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import channels, dtb
-from harness.dtb import Instance
-from harness.guest import Guest
-from harness.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
-from harness.mk import ROOT, Multikernel, errno_name
+from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, errno_name
+from harness.target import uarts
+from harness.target.base import Target
+from tests.conftest import qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 WEB = Instance("web-server", 1, (1,), 0x10000000)
 DEBUGFS = "/sys/kernel/debug/multikernel"
@@ -27,13 +29,13 @@ DEBUGFS = "/sys/kernel/debug/multikernel"
 XLF_MULTIKERNEL_BYTE = 0x237
 
 
-def dmesg_lines(guest: Guest, text: str) -> list[str]:
+def dmesg_lines(guest: Target, text: str) -> list[str]:
     return [line for line in guest.check("dmesg").splitlines() if text in line]
 
 
 def test_cpu_that_never_acknowledges_is_stopped_and_rmdir_frees_everything(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     pool = mk.pool()
     assert pool is not None
     free_before = pool.free
@@ -67,7 +69,7 @@ def test_cpu_that_never_acknowledges_is_stopped_and_rmdir_frees_everything(boot:
 
 def test_unloading_a_failed_instance_gives_its_cpu_back(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB])).ok
     assert mk.load(WEB.id).ok
     mk.set_cpu_online(1, False)
@@ -82,14 +84,14 @@ def test_unloading_a_failed_instance_gives_its_cpu_back(boot: Boot) -> None:
 
 def test_kernel_given_an_unknown_setup_version_halts_instead_of_booting(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
-    machine = guest.machine
+    mk = Multikernel(guest, guest.instances)
+    machine = qemu_only(guest).machine
     assert machine is not None
     console = mk.free_console()
-    log = machine.consoles[channels.log_stream(console)]
+    log = machine.consoles[uarts.log_stream(console)]
     assert mk.upload(dtb.to_dtb([WEB])).ok
     guest.check(f"echo version > {DEBUGFS}/setup_inject")
-    params = f"{channels.kernel_params(console)} mkkernel_uart={console}"
+    params = f"{uarts.kernel_params(console)} mkkernel_uart={console}"
     assert mk.load(WEB.id, cmdline=params).ok
     assert guest.check(f"cat {DEBUGFS}/setup_inject").strip() == "none"
     mk.set_cpu_online(1, False)
@@ -108,7 +110,7 @@ def test_kernel_given_an_unknown_setup_version_halts_instead_of_booting(boot: Bo
 
 def test_kernel_without_multikernel_support_is_refused_at_load(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB])).ok
     flag = guest.check(
         f"dd if={BOOT_KERNEL} bs=1 skip={XLF_MULTIKERNEL_BYTE} count=1 2>/dev/null | od -An -tx1"
@@ -129,7 +131,7 @@ def test_kernel_without_multikernel_support_is_refused_at_load(boot: Boot) -> No
 
 def test_kexec_is_refused_inside_an_instance_and_works_on_the_host(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     shell = mk.spawn(WEB)
     # (the child has no bzImage; the refusal comes before the file is read)
     inside = shell.run("mkctl load --id 0 --kernel /bin/busybox 2>&1")
@@ -148,7 +150,7 @@ def test_kexec_is_refused_inside_an_instance_and_works_on_the_host(boot: Boot) -
 
 def test_pool_memory_is_cleared_before_the_next_instance_gets_it(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB])).ok
     guest.check("dmesg -c > /dev/null")
     assert mk.load(WEB.id, debug=True).ok
@@ -179,7 +181,7 @@ def test_pool_memory_is_cleared_before_the_next_instance_gets_it(boot: Boot) -> 
 
 def test_removed_name_is_free_at_once_for_a_new_instance(boot: Boot) -> None:
     guest = boot(smp=2, memory="1G", append="mkkernel_pool=256M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     free = mk.pool()
     guest.write_file("/tmp/race.dtb", dtb.to_dtb([Instance("race", 3, (1,), 0x200000)]))
     guest.check("dmesg -c > /dev/null")
@@ -198,11 +200,11 @@ def test_removed_name_is_free_at_once_for_a_new_instance(boot: Boot) -> None:
 
 def test_cpu_online_and_exec_racing_never_both_win(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=512M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB])).ok
     # With its log port and its UART: a kernel without one has no console for its
     # shell and powers itself off right after it is up (and says why it did not).
-    assert mk.load(WEB.id, cmdline=f"{channels.kernel_params('ttyS1')} mkkernel_uart=ttyS1").ok
+    assert mk.load(WEB.id, cmdline=f"{uarts.kernel_params('ttyS1')} mkkernel_uart=ttyS1").ok
     online = "/sys/devices/system/cpu/cpu1/online"
     for _ in range(20):
         mk.set_cpu_online(1, False)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import GuestTimeout, KernelCrash
-from harness.guest import Guest
+from harness.core.errors import GuestTimeout, KernelCrash
+from harness.target.base import Target
+from tests.conftest import qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 
 def wait_for_text(path: Path, text: str, seconds: float = 10.0) -> str:
@@ -32,7 +33,7 @@ def test_guest_sees_as_many_cpus_as_smp(boot: Boot, smp: int) -> None:
     guest = boot(smp=smp)
     assert guest.check("nproc").strip() == str(smp)
     assert guest.check("uname -r").startswith("6.12")
-    assert guest.machine is not None and guest.machine.status() == "running"
+    assert qemu_only(guest).machine is not None and qemu_only(guest).machine.status() == "running"
 
 
 def test_exit_status_and_output_pass_through(boot: Boot) -> None:
@@ -105,21 +106,22 @@ def test_panic_is_reported_as_a_crash_with_its_excerpt(boot: Boot) -> None:
         guest.run("echo c > /proc/sysrq-trigger", timeout=60)
     assert info.value.kind == "panic"
     assert "sysrq triggered crash" in info.value.excerpt
-    assert guest.machine is not None and guest.machine.process is not None
-    guest.machine.process.wait(timeout=30)  # panic=-1 with -no-reboot ends QEMU by itself
-    assert not guest.machine.running()
-    guest.shell.take_crash()
+    machine = qemu_only(guest).machine
+    assert machine is not None and machine.process is not None
+    machine.process.wait(timeout=30)  # panic=-1 with -no-reboot ends QEMU by itself
+    assert not machine.running()
+    qemu_only(guest).shell.take_crash()
 
 
 def test_a_panic_after_the_last_command_fails_the_run_though_qemu_is_gone(boot: Boot) -> None:
     guest = boot()
     guest.check("(sleep 1; echo c > /proc/sysrq-trigger) > /dev/null 2>&1 &")
-    assert guest.machine is not None and guest.machine.process is not None
-    guest.machine.process.wait(timeout=60)
+    assert qemu_only(guest).machine is not None and qemu_only(guest).machine.process is not None
+    qemu_only(guest).machine.process.wait(timeout=60)
     with pytest.raises(KernelCrash) as info:
         guest.finish()
     assert (info.value.console, info.value.kind) == ("kmsg", "panic")
-    guest.shell.take_crash()
+    qemu_only(guest).shell.take_crash()
 
 
 def test_a_kernel_warning_on_the_kmsg_stream_fails_the_step(boot: Boot) -> None:
@@ -129,15 +131,15 @@ def test_a_kernel_warning_on_the_kmsg_stream_fails_the_step(boot: Boot) -> None:
         guest.run("echo '<4>WARNING: CPU: 0 PID: 1 at test.c:1 probe+0x0/0x1' > /dev/kmsg")
     assert info.value.kind == "warning"
     assert info.value.console == "kmsg"
-    guest.shell.take_crash()
+    qemu_only(guest).shell.take_crash()
 
 
 def test_timeout_quotes_the_console_and_teardown_kills_qemu(boot: Boot) -> None:
     guest = boot()
-    assert guest.machine is not None and guest.machine.process is not None
-    process = guest.machine.process
+    assert qemu_only(guest).machine is not None and qemu_only(guest).machine.process is not None
+    process = qemu_only(guest).machine.process
     with pytest.raises(GuestTimeout) as info:
-        guest.shell.run("echo still-$((40 + 2)); sleep 600", timeout=3)
+        qemu_only(guest).shell.run("echo still-$((40 + 2)); sleep 600", timeout=3)
     assert "still-42" in info.value.tail  # the command's output, not its echo
     guest.close()
     assert process.poll() is not None

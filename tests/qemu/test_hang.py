@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from harness import source
-from harness.dtb import Instance
-from harness.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
-from harness.guest import Guest, Images
-from harness.kernel import companions
-from harness.mk import Multikernel
-from tests.conftest import MKH, TRANSPORT
+from harness.build import source
+from harness.build.images import Images
+from harness.build.kernel import companions
+from harness.core.errors import EXIT_TIMEOUT, GuestTimeout, KernelCrash
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
+from harness.target.base import Target
+from tests.conftest import MKH, TRANSPORT, qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 HUNG = "echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT"
 
 
@@ -52,7 +53,7 @@ def test_a_hung_command_leaves_registers_and_backtraces(
 
 def test_a_hung_instance_leaves_registers_of_every_cpu(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
-    shell = Multikernel(guest).spawn(Instance("web-server", 1, (1,), 0x20000000))
+    shell = Multikernel(guest, guest.instances).spawn(Instance("web-server", 1, (1,), 0x20000000))
     with pytest.raises(GuestTimeout):
         shell.run(HUNG, timeout=5)
     run = guest.run_dir
@@ -102,7 +103,7 @@ def test_a_saved_crash_decodes_to_source_lines(boot: Boot, guest_images: Images)
     guest = boot(smp=2)
     with pytest.raises(KernelCrash):
         guest.run("echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT")
-    guest.shell.take_crash()
+    qemu_only(guest).shell.take_crash()
     saved = guest.run_dir.file("crash-kmsg.txt")
     tree, _ = source.base_repo()
     decoded = subprocess.run(

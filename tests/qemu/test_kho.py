@@ -7,13 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
-from harness.dtb import Instance
-from harness.guest import Guest, Shell
-from harness.mk import Multikernel, errno_name
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel, errno_name
+from harness.target.base import Target
+from harness.target.protocol import CommandProtocol
+from tests.conftest import qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 WEB = Instance("web-server", 1, (1,), 0x20000000)
 DB = Instance("database", 2, (2, 3), 0x40000000)
@@ -28,7 +30,7 @@ INJECTED = {
 }
 
 
-def iomem_region(shell: Shell | Guest, name: str) -> tuple[int, int]:
+def iomem_region(shell: CommandProtocol, name: str) -> tuple[int, int]:
     found = re.findall(
         rf"^\s*([0-9a-f]+)-([0-9a-f]+) : {re.escape(name)}$", shell.check("cat /proc/iomem"), re.M
     )
@@ -36,13 +38,13 @@ def iomem_region(shell: Shell | Guest, name: str) -> tuple[int, int]:
     return int(found[0][0], 16), int(found[0][1], 16)
 
 
-def handover_lines(shell: Shell | Guest) -> list[str]:
+def handover_lines(shell: CommandProtocol) -> list[str]:
     return [line for line in shell.check("dmesg").splitlines() if "handover" in line]
 
 
 def test_spawned_kernel_restores_its_instance_as_the_host_shows_it(boot: Boot) -> None:
     guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB, DB])).ok
     assert handover_lines(guest) == []  # booted without handover data: a plain host
 
@@ -70,7 +72,7 @@ def test_spawned_kernel_restores_its_instance_as_the_host_shows_it(boot: Boot) -
 
 def test_instance_clock_is_the_hosts_at_start_not_at_load(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     shell = mk.spawn(WEB, pause=30)
     before = int(guest.check("date +%s"))
     child = int(shell.check("date +%s"))
@@ -83,7 +85,7 @@ def test_corrupt_handover_is_refused_with_one_line_and_the_child_boots(
     boot: Boot, mode: str
 ) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     guest.check(f"echo {mode} > {KNOB}")
     assert guest.check(f"cat {KNOB}").strip() == mode
 
@@ -99,8 +101,8 @@ def test_corrupt_handover_is_refused_with_one_line_and_the_child_boots(
     # Without the handover it has no message rings and never says it is up.
     assert mk.status(WEB.name) == "loading"
     assert guest.check("echo host-$((6 * 7))").strip() == "host-42"
-    assert guest.machine is not None
-    guest.machine.health()
+    assert qemu_only(guest).machine is not None
+    qemu_only(guest).machine.health()
 
 
 def test_kho_inject_refuses_an_unknown_mode(boot: Boot) -> None:

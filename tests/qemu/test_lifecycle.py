@@ -7,29 +7,30 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import channels, dtb
-from harness.dtb import Instance
-from harness.errors import KernelCrash
-from harness.guest import Guest
-from harness.mk import ROOT, Multikernel, parse_ping
-from harness.shell import Shell, ShellUnusable
+from harness.core.errors import KernelCrash
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, parse_ping
+from harness.target import uarts
+from harness.target.base import Target
+from harness.target.shell import Shell, ShellUnusable
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 WEB = Instance("web-server", 1, (1,), 0x10000000)
 # A kernel loaded without its UART finds no console for its shell and powers
 # itself off right after it is up: tests that need it to stay up give it one.
-WITH_SHELL = f"{channels.kernel_params('ttyS1')} mkkernel_uart=ttyS1"
+WITH_SHELL = f"{uarts.kernel_params('ttyS1')} mkkernel_uart=ttyS1"
 DEBUGFS = "/sys/kernel/debug/multikernel"
 # Data messages a sender may have unread by the receiver's user space.
 DATA_WINDOW = 16
 MSG_MAX = 112
 
 
-def boot_host(boot: Boot, smp: int = 2) -> tuple[Guest, Multikernel]:
+def boot_host(boot: Boot, smp: int = 2) -> tuple[Target, Multikernel]:
     guest = boot(smp=smp, memory="2G", append="mkkernel_pool=1G")
-    return guest, Multikernel(guest)
+    return guest, Multikernel(guest, guest.instances)
 
 
 def pool_free(mk: Multikernel) -> int:
@@ -266,7 +267,7 @@ def test_exec_and_unload_racing_one_wins(boot: Boot) -> None:
 
 def test_others_keep_running_while_one_is_halted_and_started_again(boot: Boot) -> None:
     guest = boot(smp=4, memory="3G", append="mkkernel_pool=2G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     smalls = [Instance(f"small{cpu}", cpu, (cpu,), 0x10000000) for cpu in (1, 2, 3)]
     shells = [mk.spawn(inst) for inst in smalls]
     count = "i=0; while :; do echo $i >> /tmp/n; i=$((i + 1)); sleep 0.1; done"

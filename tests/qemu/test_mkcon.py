@@ -14,18 +14,20 @@ from dataclasses import replace
 
 import pytest
 
-from harness import density, dtb, mkcon
-from harness.dtb import Instance
-from harness.errors import GuestTimeout, KernelCrash
-from harness.guest import Guest, Images
-from harness.mk import MKCON, Multikernel
+from harness.bench import density
+from harness.build.images import Images
+from harness.core.errors import GuestTimeout, KernelCrash
+from harness.multikernel import dtb, mkcon
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import MKCON, Multikernel
+from harness.target.base import Target
 from tests.conftest import kasan_shadow
 
 pytestmark = [
     pytest.mark.qemu,
     pytest.mark.qemu_guest("these boot a QEMU guest with more CPUs than a lab machine may have"),
 ]
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 SMALL = Instance("small", 1, (1,), 64 << 20)
 # The debug build (KASAN's shadow, lockdep) needs far more than the smallest.
@@ -45,14 +47,14 @@ def small(guest_images: Images) -> Instance:
 DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
 
 
-def boot_host(boot: Boot, instances: list[Instance], smp: int = 4) -> tuple[Guest, Multikernel]:
+def boot_host(boot: Boot, instances: list[Instance], smp: int = 4) -> tuple[Target, Multikernel]:
     guest = boot(smp=smp, memory="2G", append="mkkernel_pool=1G", transport="ssh")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb(instances)).ok
     return guest, mk
 
 
-def device_present(guest: Guest, mk_id: int) -> bool:
+def device_present(guest: Target, mk_id: int) -> bool:
     return guest.run(f"test -c /dev/mkcon{mk_id}").status == 0
 
 
@@ -99,7 +101,7 @@ def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot, small: 
     assert "Invalid user supplied memory map" in crash.line
     log = guest.run_dir.console_log("mkcon1").read_text()
     assert log.startswith("[    0.000000] Linux version"), log[:200]
-    guest.machine.consoles["mkcon1"].take_crash(watch=False)  # type: ignore[union-attr]
+    guest.instances.relayed["mkcon1"].take_crash(watch=False)
     # Its CPU comes back by force; the console goes with it.
     assert mk.halt(small.id, force=True).ok
     assert not device_present(guest, small.id)
@@ -112,7 +114,7 @@ def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot, small: 
 def test_mkcon_over_the_console_transport(boot: Boot, small: Instance) -> None:
     """The issue asks for the host's command channel, console or SSH: the console half."""
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G", transport="console")
-    shell = Multikernel(guest).spawn(small, console=MKCON)
+    shell = Multikernel(guest, guest.instances).spawn(small, console=MKCON)
     assert shell.check("echo $((6 * 7))-over-the-console") == "42-over-the-console\n"
 
 
@@ -174,7 +176,7 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot, small: I
         "mkctl send --id 0) > /dev/null 2>&1 &"
     )
     shell.console.close()
-    guest.shells.remove(shell)
+    guest.instances.release(shell)
     # Its relay ends with the channel.
     guest.check("for i in $(seq 100); do pidof mkctl >/dev/null || exit 0; sleep 0.1; done; exit 1")
     # A reader that holds the device and never reads.
@@ -187,7 +189,7 @@ def test_a_silent_reader_does_not_stall_a_printing_instance(boot: Boot, small: I
 
     guest.check("kill $(cat /tmp/silent)")
     time.sleep(0.5)
-    shell = mkcon.attach(guest, small.id)
+    shell = mkcon.attach(guest.instances, small.id)
     shell.sync()
     assert shell.check("echo still-here") == "still-here\n"
     log = guest.run_dir.console_log("mkcon1").read_text()
@@ -201,7 +203,7 @@ def test_seven_instances_on_eight_cpus_each_answer_on_their_console(
     boot: Boot, guest_images: Images
 ) -> None:
     # Each at the smallest memory the README gives (`mkh bench density` measures it).
-    memory = sized(guest_images, density.SMALLEST_MEMORY)
+    memory = sized(guest_images, density.DEFAULT_MEMORY)
     instances = [Instance(f"inst{n}", n, (n,), memory) for n in range(1, 8)]
     pool = 7 * (memory + (2 << 20)) // (1 << 20)
     append = f"mkkernel_pool={pool}M"
@@ -211,7 +213,7 @@ def test_seven_instances_on_eight_cpus_each_answer_on_their_console(
         # a lockup (it still reports one of a minute).
         append += " watchdog_thresh=30"
     guest = boot(smp=8, memory=f"{pool + 1024}M", append=append, transport="ssh")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb(instances)).ok
     shells = {inst.name: mk.spawn(inst, console=MKCON) for inst in instances}
 
@@ -251,7 +253,7 @@ def test_a_reader_gets_the_last_words_then_the_end_of_file(boot: Boot, small: In
         "(sleep 3; echo last-words-$((6 * 7)) > /dev/console; poweroff -f) > /dev/null 2>&1 &"
     )
     shell.console.close()
-    guest.shells.remove(shell)
+    guest.instances.release(shell)
     guest.check("for i in $(seq 100); do pidof mkctl >/dev/null || exit 0; sleep 0.1; done; exit 1")
     # A reader of its own: it ends when the instance's kernel powers off.
     ended = guest.run("timeout 60 cat /dev/mkcon1; echo status=$?", timeout=90)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from harness.errors import EXIT_CRASH, EXIT_TIMEOUT
-from harness.guest import Images
+from harness.build.images import Images
+from harness.core.errors import EXIT_CRASH, EXIT_TIMEOUT
 from tests.conftest import MKH, TRANSPORT, kasan_shadow, qemu_processes
 
 pytestmark = pytest.mark.qemu

@@ -7,14 +7,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from harness import dtb
+from harness.build.images import Images
 from harness.cli import EXAMPLE_DTS
-from harness.dtb import Instance
-from harness.guest import Guest, GuestOptions, Images
-from harness.mk import ROOT, Multikernel, Pool
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, Pool
+from harness.target.base import Target
+from harness.target.options import TargetOptions
+from harness.target.qemu import QemuTarget
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 POOL = "mkkernel_pool=2G"
 MEMORY = "4G"
@@ -37,9 +40,9 @@ WEB_SOURCE = """/dts-v1/;
 """
 
 
-def boot_mk(boot: Boot) -> tuple[Guest, Multikernel]:
+def boot_mk(boot: Boot) -> tuple[Target, Multikernel]:
     guest = boot(smp=4, memory=MEMORY, append=POOL)
-    return guest, Multikernel(guest)
+    return guest, Multikernel(guest, guest.instances)
 
 
 def pool_of(mk: Multikernel) -> Pool:
@@ -75,8 +78,8 @@ def test_pool_without_instances_and_without_pool(boot: Boot) -> None:
     pool = pool_of(mk)
     assert pool.children == () and pool.free == 2 << 30
     plain = boot(smp=4)
-    assert Multikernel(plain).pool() is None
-    outcome = Multikernel(plain).upload(dtb.to_dtb([WEB]))
+    assert Multikernel(plain, plain.instances).pool() is None
+    outcome = Multikernel(plain, plain.instances).upload(dtb.to_dtb([WEB]))
     assert outcome.errno == "ENOSPC"
     assert "no multikernel memory pool" in plain.check("dmesg | grep 'instance web-server'")
 
@@ -84,14 +87,14 @@ def test_pool_without_instances_and_without_pool(boot: Boot) -> None:
 @pytest.fixture(scope="module")
 def validation_guest(
     guest_images: Images, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Guest, Multikernel]]:
+) -> Iterator[tuple[Target, Multikernel]]:
     """One guest holding web-server, against which every bad DTB is tried."""
-    from harness.artifacts import RunDir
+    from harness.core.rundir import RunDir
 
     run = RunDir(tmp_path_factory.mktemp("validation"))
-    guest = Guest(guest_images, GuestOptions(smp=4, memory=MEMORY, append=POOL), run)
+    guest = QemuTarget(guest_images, TargetOptions(smp=4, memory=MEMORY, append=POOL), run)
     guest.boot()
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB])).ok
     yield guest, mk
     guest.close()
@@ -154,7 +157,7 @@ BAD_DTBS: list[tuple[str, Callable[[], bytes], str, str]] = [
 
 @pytest.mark.parametrize(("case", "make", "errno", "named"), BAD_DTBS, ids=[c[0] for c in BAD_DTBS])
 def test_bad_dtb_is_refused_and_leaves_nothing(
-    validation_guest: tuple[Guest, Multikernel],
+    validation_guest: tuple[Target, Multikernel],
     case: str,
     make: Callable[[], bytes],
     errno: str,
@@ -203,7 +206,7 @@ def test_mkdir_rmdir_and_privilege(boot: Boot) -> None:
 
 
 def mk_errno(output: str) -> str | None:
-    from harness.mk import errno_name
+    from harness.multikernel.mk import errno_name
 
     return errno_name(output)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest import Images
+from harness.build.images import Images
 from tests.conftest import MKH
 
 pytestmark = pytest.mark.qemu

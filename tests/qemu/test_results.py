@@ -16,10 +16,10 @@ from typing import Any
 import pexpect
 import pytest
 
-from harness import bzimage
-from harness.errors import EXIT_CRASH
-from harness.guest import Images
-from harness.paths import REPO
+from harness.build import bzimage
+from harness.build.images import Images
+from harness.core.errors import EXIT_CRASH
+from harness.core.paths import REPO
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu

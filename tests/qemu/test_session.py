@@ -11,8 +11,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from harness import session
-from harness.guest import Images
+from harness.build.images import Images
+from harness.pipeline import session
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
 pytestmark = pytest.mark.qemu

@@ -7,21 +7,22 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
-from harness.dtb import Instance
-from harness.guest import Guest, Shell
-from harness.mk import Multikernel
-from tests.conftest import apic_ids
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
+from harness.target.base import Target
+from harness.target.shell import Shell
+from tests.conftest import apic_ids, qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 DB = Instance("database", 2, (2, 3), 0x40000000)
 
 
-def boot_host(boot: Boot) -> tuple[Guest, Multikernel]:
+def boot_host(boot: Boot) -> tuple[Target, Multikernel]:
     guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([DB])).ok
     return guest, mk
 
@@ -68,8 +69,8 @@ def test_host_keeps_every_cpu_of_a_running_instance(boot: Boot) -> None:
         back = guest.run(f"echo 1 > /sys/devices/system/cpu/cpu{cpu}/online")
         assert back.status != 0
     assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
-    assert guest.machine is not None
-    guest.machine.health()
+    assert qemu_only(guest).machine is not None
+    qemu_only(guest).machine.health()
 
 
 def test_exec_with_one_cpu_online_is_ebusy_and_changes_nothing(boot: Boot) -> None:

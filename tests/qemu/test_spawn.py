@@ -7,23 +7,24 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
-from harness.dtb import Instance
-from harness.errors import KernelCrash
-from harness.guest import Guest, Shell
-from harness.mk import Multikernel
-from tests.conftest import apic_ids, kasan_shadow
+from harness.core.errors import KernelCrash
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
+from harness.target.base import Target
+from harness.target.shell import Shell
+from tests.conftest import apic_ids, kasan_shadow, qemu_only
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 WEB = Instance("web-server", 1, (1,), 0x20000000)
 DB = Instance("database", 2, (2, 3), 0x40000000)
 
 
-def boot_host(boot: Boot) -> tuple[Guest, Multikernel]:
+def boot_host(boot: Boot) -> tuple[Target, Multikernel]:
     guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([WEB, DB])).ok
     return guest, mk
 
@@ -74,10 +75,10 @@ def test_host_stays_healthy_while_the_instance_runs(boot: Boot) -> None:
     # The host cannot take the CPU back while the instance runs on it.
     back = guest.run("echo 1 > /sys/devices/system/cpu/cpu1/online")
     assert back.status != 0
-    assert guest.machine is not None
-    guest.machine.health()  # no crash signature on any console
+    assert qemu_only(guest).machine is not None
+    qemu_only(guest).machine.health()  # no crash signature on any console
     for name in ("ttyS0", "ttyS1", "kmsg", "kmsg1"):
-        assert guest.machine.consoles[name].crash is None
+        assert qemu_only(guest).machine.consoles[name].crash is None
 
 
 def test_two_instances_run_at_once_on_their_own_consoles(boot: Boot) -> None:
@@ -104,7 +105,7 @@ def test_panic_in_an_instance_leaves_the_host_running(boot: Boot) -> None:
     assert info.value.kind == "panic"
     assert "kmsg1 (kernel log of the ttyS1 instance)" in str(info.value)
     assert shell.take_crash() is not None
-    assert guest.machine is not None and guest.machine.running()
+    assert qemu_only(guest).machine is not None and qemu_only(guest).machine.running()
     assert guest.check("echo alive-$((6 * 7))").strip() == "alive-42"
     # Its panic notice reached the host.
     assert mk.wait_status("web-server", "failed").ok
@@ -112,15 +113,15 @@ def test_panic_in_an_instance_leaves_the_host_running(boot: Boot) -> None:
 
 def test_three_instances_use_the_three_instance_consoles(boot: Boot) -> None:
     guest = boot(smp=4, memory="4G", append="mkkernel_pool=2G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     shells = [mk.spawn(Instance(f"small{cpu}", cpu, (cpu,), 0x10000000)) for cpu in (1, 2, 3)]
     assert [s.console.name for s in shells] == ["ttyS1", "ttyS2", "ttyS3"]
     for cpu, shell in zip((1, 2, 3), shells, strict=True):
         assert apic_ids(shell) == [cpu]
         assert shell.check(f"echo on-$(({cpu} * 10))").strip() == f"on-{cpu * 10}"
     assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0"
-    assert guest.machine is not None
-    guest.machine.health()
+    assert qemu_only(guest).machine is not None
+    qemu_only(guest).machine.health()
 
 
 def test_instance_starts_on_a_host_with_5_level_paging(boot: Boot) -> None:
@@ -128,6 +129,6 @@ def test_instance_starts_on_a_host_with_5_level_paging(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
     if "la57" not in guest.check("grep -m1 ^flags /proc/cpuinfo").split():
         pytest.skip("this CPU has no LA57: the host pages with four levels")
-    shell = Multikernel(guest).spawn(WEB)
+    shell = Multikernel(guest, guest.instances).spawn(WEB)
     assert "la57" in shell.check("grep -m1 ^flags /proc/cpuinfo").split()
     assert shell.check("echo child-$((6 * 7))").strip() == "child-42"

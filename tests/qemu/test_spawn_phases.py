@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import bench, dtb, phases
-from harness.dtb import Instance
-from harness.guest import Guest
-from harness.mk import Multikernel
+from harness.bench import measure
+from harness.multikernel import dtb, phases
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel
+from harness.target.base import Target
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 WEB = Instance("web-server", 1, (1,), 0x20000000)
 _SEGMENT = re.compile(r"segment\[(\d+)\]: buf=\S+ bufsz=0x([0-9a-f]+) mem=0x([0-9a-f]+) memsz=0x")
@@ -21,7 +22,7 @@ _SEGMENT = re.compile(r"segment\[(\d+)\]: buf=\S+ bufsz=0x([0-9a-f]+) mem=0x([0-
 
 def test_spawn_breakdown_is_ordered_and_adds_up_to_the_total(boot: Boot) -> None:
     guest = boot(smp=4, memory="2G", append="mkkernel_pool=1G")
-    sample = bench.measure_spawn(guest, WEB)
+    sample = measure.measure_spawn(guest, WEB)
     for result, steps in (
         (sample.host_boot, phases.BOOT_PHASES),
         (sample.spawn, phases.SPAWN_PHASES),
@@ -36,7 +37,7 @@ def test_spawn_breakdown_is_ordered_and_adds_up_to_the_total(boot: Boot) -> None
     assert sample.accel in {"tcg", "kvm"}
 
 
-def _kernel_segment(guest: Guest) -> tuple[int, int]:
+def _kernel_segment(guest: Target) -> tuple[int, int]:
     """(address, bytes loaded) of the largest segment of the last image loaded with debug."""
     rows = [m.groups() for m in _SEGMENT.finditer(guest.check("dmesg"))]
     assert rows, "mkctl load --debug logged no segment"
@@ -46,7 +47,7 @@ def _kernel_segment(guest: Guest) -> tuple[int, int]:
 
 def test_a_segment_changed_after_the_load_is_refused_at_start(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     Multikernel.must(mk.upload(dtb.to_dtb([WEB])), "upload")
     guest.check("dmesg -c > /dev/null")
     Multikernel.must(mk.load(WEB.id, debug=True), "load")
@@ -80,7 +81,7 @@ _NEEDS = re.compile(
 
 def test_an_instance_too_small_is_refused_at_load_and_the_minimum_boots(boot: Boot) -> None:
     guest = boot(smp=3, memory="2G", append="mkkernel_pool=1G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     tiny = Instance("tiny", 2, (2,), 16 << 20)
     Multikernel.must(mk.upload(dtb.to_dtb([tiny])), "upload")
     guest.check("dmesg -c > /dev/null")

@@ -16,22 +16,23 @@ import paramiko
 import pexpect
 import pytest
 
-from harness import dtb
-from harness.errors import GuestTimeout, InfraError, KernelCrash
-from harness.guest import Guest, Images
-from harness.mk import Multikernel
-from harness.ssh import SshChannel
-from tests.conftest import MKH, qemu_processes
+from harness.build.images import Images
+from harness.core.errors import GuestTimeout, InfraError, KernelCrash
+from harness.multikernel import dtb
+from harness.multikernel.mk import Multikernel
+from harness.target.base import Target
+from harness.target.ssh import SshConnection
+from tests.conftest import MKH, qemu_only, qemu_processes
 
 pytestmark = [
     pytest.mark.qemu,
     pytest.mark.qemu_guest("these test the QEMU guest's SSH transport (a lab run is over SSH)"),
 ]
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 INSTANCE = dtb.Instance("ssh-driven", 1, (1,), 0x10000000)
 
 
-def ssh_guest(boot: Boot, **options: object) -> Guest:
+def ssh_guest(boot: Boot, **options: object) -> Target:
     guest = boot(transport="ssh", **options)
     assert guest.ssh is not None
     return guest
@@ -100,14 +101,14 @@ def test_a_crash_caused_over_ssh_is_caught_on_the_kernel_log(boot: Boot) -> None
     with pytest.raises(KernelCrash) as info:
         guest.run("echo BUG > /sys/kernel/debug/provoke-crash/DIRECT", timeout=60)
     assert info.value.console == "kmsg" and info.value.kind == "bug"
-    guest.shell.take_crash()
+    qemu_only(guest).shell.take_crash()
 
 
 def test_a_host_key_that_is_not_the_runs_is_refused(boot: Boot) -> None:
     guest = ssh_guest(boot, smp=1)
-    assert guest.ssh is not None and guest.machine is not None
+    assert guest.ssh is not None and qemu_only(guest).machine is not None
     other = replace(guest.ssh.keys, host=paramiko.ECDSAKey.generate())
-    impostor = SshChannel("127.0.0.1", guest.ssh.port, other, guest.machine.health)
+    impostor = SshConnection("127.0.0.1", guest.ssh.port, other, qemu_only(guest).machine.health)
     with pytest.raises(InfraError, match="host key is not this run's"):
         impostor.connect(30)
     impostor.close()
@@ -115,7 +116,7 @@ def test_a_host_key_that_is_not_the_runs_is_refused(boot: Boot) -> None:
 
 def test_an_instance_is_spawned_and_reached_with_the_host_driven_over_ssh(boot: Boot) -> None:
     guest = ssh_guest(boot, smp=2, append="mkkernel_pool=256M")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     assert mk.upload(dtb.to_dtb([INSTANCE])).ok
     shell = mk.spawn(INSTANCE)
     assert shell.check("cat /sys/fs/multikernel/instances/ssh-driven/id") == "1\n"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import accel
-from harness.errors import InfraError
+from harness.core.errors import InfraError
+from harness.target import accel
 
 
 def fake_qemu(tmp_path: Path, body: str) -> str:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import atomic, initramfs
-from harness.errors import InfraError
+from harness.build import initramfs
+from harness.core import atomic
+from harness.core.errors import InfraError
 
 
 class Boom(Exception):

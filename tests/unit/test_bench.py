@@ -1,16 +1,8 @@
 import pytest
 
-from harness import phases
-from harness.bench import (
-    Cycle,
-    CycleRun,
-    IpiSample,
-    SpawnSample,
-    cycles_report,
-    ipi_report,
-    report,
-    spawn_json,
-)
+from harness.bench.measure import Cycle, CycleRun, IpiSample, SpawnSample
+from harness.multikernel import phases
+from harness.report.bench import cycles_table, ipi_table, spawn_json, spawn_table
 
 
 def _sample(boot: float, digest: float, kernel: float, total: float) -> SpawnSample:
@@ -32,7 +24,7 @@ def test_report_gives_each_phase_per_run_its_median_and_the_ratio() -> None:
         _sample(4.0, 0.2, 0.5, 1.0),
         _sample(3.0, 0.3, 1.5, 3.0),
     ]
-    lines = report(samples).splitlines()
+    lines = spawn_table(samples).splitlines()
     assert lines[0].split() == ["phase", "(s)", "run", "1", "run", "2", "run", "3", "median"]
     digest = next(line for line in lines if "purgatory" in line)
     assert digest.split()[-4:] == ["0.400", "0.200", "0.300", "0.300"]
@@ -56,7 +48,7 @@ def test_spawn_json_has_every_run_the_medians_and_the_ratio() -> None:
 def test_ipi_report_gives_min_median_p99_and_the_ratio() -> None:
     ping = [float(n) for n in range(1, 201)]  # 1..200 us
     ipi = [10.0] * 199 + [500.0]
-    text = ipi_report(IpiSample(ping, ipi))
+    text = ipi_table(IpiSample(ping, ipi))
     lines = text.splitlines()
     assert lines[1].split()[-3:] == ["1.0", "100.5", "198.0"]
     assert lines[2].split()[-3:] == ["10.0", "10.0", "10.0"]
@@ -65,12 +57,12 @@ def test_ipi_report_gives_min_median_p99_and_the_ratio() -> None:
 
 def test_cycles_report_flags_a_pool_leak() -> None:
     cycles = [Cycle(0.1, 1.0, 2.0), Cycle(0.1, 1.5, 3.0), Cycle(0.1, 1.0, 2.5)]
-    clean = cycles_report(CycleRun(5.0, cycles, 1000, 1000)).splitlines()
+    clean = cycles_table(CycleRun(5.0, cycles, 1000, 1000)).splitlines()
     assert len(clean) == 6
     assert clean[1].split() == ["1", "0.10", "1.00", "2.00", "3.10"]
     assert clean[4] == (
         "median cycle 3.60s (halt 1.00s, start 2.50s); start again / first spawn ratio 0.50"
     )
     assert clean[5] == "pool free: 1000 bytes at the start, 1000 at the end"
-    leaky = cycles_report(CycleRun(5.0, cycles, 1000, 0)).splitlines()
+    leaky = cycles_table(CycleRun(5.0, cycles, 1000, 0)).splitlines()
     assert leaky[5].endswith("<-- LEAK")

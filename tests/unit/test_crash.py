@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.crash import EXCERPT_LINES, Detector, classify
+from harness.target.crash import EXCERPT_LINES, Detector, classify
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -4,9 +4,9 @@ from typing import Any
 import fdt
 import pytest
 
-from harness import dtb
 from harness.cli import EXAMPLE_DTS as EXAMPLE
-from harness.dtb import Instance, Target
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance, Target
 
 # The instances of the usage.rst examples (two, then three instances).
 WEB = Instance("web-server", 1, (1,), 0x20000000)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import initramfs
-from harness.errors import InfraError
+from harness.build import initramfs
+from harness.core.errors import InfraError
 
 
 def listing(archive: bytes) -> list[str]:

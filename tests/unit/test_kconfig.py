@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig
+from harness.build import kconfig
 
 
 def test_parse_reads_set_unset_and_skips_comments() -> None:
@@ -56,7 +56,7 @@ def test_render_round_trips() -> None:
 
 
 def test_repository_fragments_ask_for_what_later_issues_need() -> None:
-    from harness.kernel import fragments
+    from harness.build.kernel import fragments
 
     wanted = kconfig.merge_fragments(fragments())
     for name in (
@@ -77,8 +77,8 @@ def test_repository_fragments_ask_for_what_later_issues_need() -> None:
 
 
 def test_the_debug_build_adds_its_fragment_and_its_own_cache_key(tmp_path: Path) -> None:
-    from harness import kernel
-    from harness.source import KernelSource
+    from harness.build import kernel
+    from harness.build.source import KernelSource
 
     plain = kernel.fragments()
     debug = kernel.fragments(debug=True)
@@ -91,8 +91,8 @@ def test_the_debug_build_adds_its_fragment_and_its_own_cache_key(tmp_path: Path)
 
 
 def test_debug_kernel_from_the_environment_and_refused_for_a_prebuilt(tmp_path: Path) -> None:
-    from harness import images
-    from harness.errors import InfraError
+    from harness.build import images
+    from harness.core.errors import InfraError
 
     assert images.kernel_choice(env={"MKH_DEBUG_KERNEL": "1"}).debug
     assert not images.kernel_choice(env={"MKH_DEBUG_KERNEL": "0"}).debug

@@ -9,8 +9,8 @@ import paramiko
 import pytest
 import yaml
 
-from harness.errors import InfraError
-from harness.lab import Lab
+from harness.core.errors import InfraError
+from harness.target.labgrid import Lab
 
 
 def environment(tmp_path: Path, **changes: Any) -> Path:

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import source
-from harness.lock import is_locked, lock_file, locked
-from harness.paths import REPO
+from harness.build import source
+from harness.core.lock import is_locked, lock_file, locked
+from harness.core.paths import REPO
 from tests.unit.test_source import fake_kernel, git
 
 # Each script holds what it takes until the file `release` exists.
 HOLD = """
 import sys, time
 from pathlib import Path
-from harness.lock import locked
+from harness.core.lock import locked
 
 entry, log, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 with locked(entry, "the test entry"):
@@ -35,8 +35,8 @@ with locked(entry, "the test entry"):
 FAKE_BUILD = """
 import sys, time
 from pathlib import Path
-from harness import kernel
-from harness.source import KernelSource
+from harness.build import kernel
+from harness.build.source import KernelSource
 
 tree, counter = Path(sys.argv[1]), Path(sys.argv[2])
 
@@ -66,7 +66,7 @@ print(built.bzimage, built.reused)
 TREE_USER = """
 import sys, time
 from pathlib import Path
-from harness import source
+from harness.build import source
 
 tree, patches, log, release = map(Path, sys.argv[1:5])
 source.PATCHES_DIR = patches

@@ -1,4 +1,4 @@
-from harness import mk
+from harness.multikernel import mk
 
 KIMAGE = """MK_ID  Type        Start Address   Segments  Mode  Cmdline
 -----  ----------  --------------  --------  ----  -------

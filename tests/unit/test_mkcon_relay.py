@@ -5,15 +5,20 @@ from __future__ import annotations
 import re
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from harness import channels, density, dtb, mkcon
-from harness.console import Console
-from harness.errors import InfraError
-from harness.mk import MKCON, Multikernel
+from harness.bench import density
+from harness.core.errors import InfraError
+from harness.multikernel import dtb, mkcon
+from harness.multikernel.mk import MKCON, Multikernel
+from harness.report import bench
+from harness.target import uarts
+from harness.target.console import Console
+from harness.target.instances import InstanceConsoles
+from harness.target.protocol import CommandProtocol, Completed
+from harness.target.ssh import RelaySocket
 
 
 class FakeChannel:
@@ -46,10 +51,10 @@ def wait_for(condition: object, timeout: float = 5.0) -> bool:
     return False
 
 
-def test_channel_stream_carries_both_ways_and_ends_with_the_channel(tmp_path: Path) -> None:
+def test_relay_socket_carries_both_ways_and_ends_with_the_channel(tmp_path: Path) -> None:
     remote, ours = socket.socketpair()
     channel = FakeChannel(ours)
-    console = Console("mkcon3", mkcon.ChannelStream(channel, "mkcon3"), tmp_path / "c.log")  # type: ignore[arg-type]
+    console = Console("mkcon3", RelaySocket(channel, "mkcon3"), tmp_path / "c.log")  # type: ignore[arg-type]
     remote.sendall(b"[    0.000000] Linux version 6.12\r\nmkh-guest: ready\r\n")
     console.watch()
     assert wait_for(lambda: "mkh-guest: ready" in console.tail())
@@ -66,7 +71,7 @@ def test_channel_stream_carries_both_ways_and_ends_with_the_channel(tmp_path: Pa
 def test_closing_the_console_closes_the_channel(tmp_path: Path) -> None:
     remote, ours = socket.socketpair()
     channel = FakeChannel(ours)
-    console = Console("mkcon1", mkcon.ChannelStream(channel, "mkcon1"), tmp_path / "c.log")  # type: ignore[arg-type]
+    console = Console("mkcon1", RelaySocket(channel, "mkcon1"), tmp_path / "c.log")  # type: ignore[arg-type]
     console.close()
     assert wait_for(lambda: channel.closed)
     assert remote.recv(10) == b""  # the relay in the host sees its stdin end
@@ -74,9 +79,7 @@ def test_closing_the_console_closes_the_channel(tmp_path: Path) -> None:
 
 def test_a_crash_on_the_stream_is_seen_by_its_detector(tmp_path: Path) -> None:
     remote, ours = socket.socketpair()
-    console = Console(
-        "mkcon2", mkcon.ChannelStream(FakeChannel(ours), "mkcon2"), tmp_path / "c.log"
-    )  # type: ignore[arg-type]
+    console = Console("mkcon2", RelaySocket(FakeChannel(ours), "mkcon2"), tmp_path / "c.log")  # type: ignore[arg-type]
     console.watch()
     remote.sendall(b"[    1.0] Kernel panic - not syncing: lkdtm\r\n")
     assert wait_for(lambda: console.crash is not None)
@@ -89,35 +92,48 @@ def test_relay_command_waits_for_the_device() -> None:
     assert mkcon.name(7) == "mkcon7"
 
 
-@dataclass
-class FakeTarget:
-    """Just enough of a Target for Multikernel to pick a console."""
+class FakeCommands(CommandProtocol):
+    """Commands that must not run."""
 
-    instance_uarts: tuple[str, ...] = ()
-    ssh: object = None
-    shells: list[object] = field(default_factory=list)
-    commands: list[str] = field(default_factory=list)
+    name = "fake"
 
-    def run(self, command: str, timeout: float = 60.0) -> object:
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, timeout: float = 60.0) -> Completed:
         self.commands.append(command)
         raise AssertionError(f"nothing may run: {command}")
 
+    def write_file(self, path: str, data: bytes) -> None:
+        raise AssertionError(f"nothing may be written: {path}")
+
+
+class FakeConsoles(InstanceConsoles):
+    """Just enough of a target's instance consoles for Multikernel to pick one."""
+
+    def __init__(self, uarts: tuple[str, ...] = ()) -> None:
+        self._fake_uarts = uarts
+
+    @property
+    def uarts(self) -> tuple[str, ...]:
+        return self._fake_uarts
+
 
 def test_free_console_is_a_uart_while_one_is_left_then_mkcon() -> None:
-    mk = Multikernel(FakeTarget(instance_uarts=("ttyS1", "ttyS2")))  # type: ignore[arg-type]
+    mk = Multikernel(FakeCommands(), FakeConsoles(("ttyS1", "ttyS2")))
     assert mk.free_console() == "ttyS1"
-    mk.consoles = {1: "ttyS1", 2: "ttyS2"}
+    mk.console_of = {1: "ttyS1", 2: "ttyS2"}
     assert mk.free_console() == MKCON
-    lab = Multikernel(FakeTarget())  # type: ignore[arg-type]
+    lab = Multikernel(FakeCommands(), FakeConsoles())
     assert lab.free_console() == MKCON
 
 
 def test_an_unknown_console_is_refused_before_anything_runs() -> None:
-    target = FakeTarget(instance_uarts=("ttyS1",))
-    mk = Multikernel(target)  # type: ignore[arg-type]
+    commands = FakeCommands()
+    mk = Multikernel(commands, FakeConsoles(("ttyS1",)))
     with pytest.raises(InfraError, match="no console 'ttyS7'"):
         mk.spawn(dtb.Instance("small", 1, (1,), 32 << 20), console="ttyS7")
-    assert target.commands == []
+    assert commands.commands == []
 
 
 def test_density_report_gives_ratios_to_the_quiet_host() -> None:
@@ -134,15 +150,15 @@ def test_density_report_gives_ratios_to_the_quiet_host() -> None:
         host_bytes_per_instance=4000 << 10,
         latency={"no instance": [0.05] * 3, "7 idle": [0.05] * 3, "7 spinning": [0.1] * 3},
     )
-    text = density.report(run)
+    text = bench.density_table(run)
     assert "7 of 7" in text
     assert "median 1.50 s, min 1.00, max 3.00" in text
     assert re.search(r"smallest that boots +23 MiB; a MiB less: E2BIG", text)
     assert "100.0 ms median of 3 (2.00x quiet)" in text
-    assert density.as_json(run)["memory"] == 23 << 20
+    assert bench.density_json(run)["memory"] == 23 << 20
 
 
 def test_crash_reports_name_the_instance_console() -> None:
-    assert channels.describe("mkcon12") == "mkcon12 (console over shared memory of instance 12)"
-    assert channels.describe("kmsg1") == "kmsg1 (kernel log of the ttyS1 instance)"
-    assert channels.describe("mkconx") == "mkconx"
+    assert uarts.describe("mkcon12") == "mkcon12 (console over shared memory of instance 12)"
+    assert uarts.describe("kmsg1") == "kmsg1 (kernel log of the ttyS1 instance)"
+    assert uarts.describe("mkconx") == "mkconx"

@@ -1,7 +1,7 @@
 import pytest
 
-from harness import phases
-from harness.errors import InfraError
+from harness.core.errors import InfraError
+from harness.multikernel import phases
 
 HOST_START = "tsc_khz 1000\ninstance web-server\nexec 1000000\nwakeup 1002000\ntrampoline 1003000\n"
 INSTANCE_BOOT = (

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import session
-from harness.errors import InfraError
+from harness.core.errors import InfraError
+from harness.pipeline import session
 
 
 @pytest.fixture(autouse=True)

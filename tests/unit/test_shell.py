@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import shell as shell_module
-from harness.console import Console
-from harness.errors import GuestTimeout, KernelCrash
-from harness.shell import READY, Shell, ShellUnusable
+from harness.core.errors import GuestTimeout, KernelCrash
+from harness.target import logsync
+from harness.target import shell as shell_module
+from harness.target.console import Console
+from harness.target.shell import READY, Shell, ShellUnusable
 
 BUSYBOX = Path("/bin/busybox")
 pytestmark = pytest.mark.skipif(not BUSYBOX.exists(), reason="needs /bin/busybox (busybox-static)")
@@ -181,7 +182,7 @@ def test_a_command_ends_only_once_its_kernel_log_has_caught_up(
         assert shell.check("echo first") == "first\n"
         assert "-done" in (tmp_path / "kmsg.log").read_text()
         # While nobody reads the log stream, no command can complete.
-        monkeypatch.setattr(shell_module, "LOG_SYNC_TIMEOUT", 1.0)
+        monkeypatch.setattr(logsync, "LOG_SYNC_TIMEOUT", 1.0)
         log.drive()
         with pytest.raises(GuestTimeout, match="in the kernel log"):
             shell.run("echo second")

@@ -1,6 +1,6 @@
 import pytest
 
-from harness import sizes
+from harness.core import sizes
 
 
 def test_qemu_sizes_default_to_mib() -> None:

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import source
-from harness.errors import InfraError
+from harness.build import source
+from harness.core.errors import InfraError
 
 
 def git(repo: Path, *args: str) -> str:

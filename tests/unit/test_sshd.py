@@ -9,9 +9,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness import sshd
-from harness.errors import InfraError
-from harness.ssh import SshChannel
+from harness.core.errors import InfraError
+from harness.target import sshd
+from harness.target.ssh import SshConnection
 
 
 def test_each_run_gets_its_own_keys_readable_only_by_the_user(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_a_lab_key_can_be_let_in_as_well(tmp_path: Path) -> None:
 def test_the_pinned_host_key_is_found_on_any_port(tmp_path: Path, port: int) -> None:
     keys = sshd.make_keys(tmp_path / "k")
     assert keys.host is not None
-    channel = SshChannel("192.0.2.7", port, keys, lambda: None)
+    channel = SshConnection("192.0.2.7", port, keys, lambda: None)
     client = channel._client_for()
     # paramiko's own lookup for that address and port (plain name on port 22).
     name = "192.0.2.7" if port == 22 else f"[192.0.2.7]:{port}"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 # One test leaves a process behind that carries its worker's QEMU process
 # name, as a leaked QEMU would; the other test is clean.

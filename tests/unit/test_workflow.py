@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 LINT = [str(REPO / "scripts" / "actionlint.sh"), "--self-hosted-label", "mkh-lab"]

@@ -1,0 +1,1 @@
+"""Benchmarks: spawn, IPI, start-stop cycles and density, each measured in one run."""

@@ -1,0 +1,92 @@
+"""Exception types and the exit codes the CLI maps them to."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+# Exit codes of `mkh run` for outcomes that are not the guest command's own
+# status.  They are documented in docs/ (exit codes); keep the two in step.
+EXIT_CRASH = 123
+EXIT_TIMEOUT = 124
+EXIT_INFRA = 125
+EXIT_SIGNAL = 128  # plus the signal's number, as shells report a death by signal
+
+
+class HarnessError(Exception):
+    """Base class: something the harness could not do."""
+
+    exit_code = EXIT_INFRA
+
+
+class InfraError(HarnessError):
+    """The host side failed: a missing tool, a failed build, QEMU refused to start."""
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (log: {self.log})" if self.log else text
+
+
+class GuestTimeout(HarnessError):
+    """A wait on a guest console ran out of time."""
+
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, console: str, what: str, timeout: float, tail: str) -> None:
+        super().__init__(f"timeout after {timeout:g}s on {console} waiting for {what}")
+        self.console = console
+        self.tail = tail
+
+
+class KernelCrash(HarnessError):
+    """A crash signature appeared on a console stream."""
+
+    exit_code = EXIT_CRASH
+
+    def __init__(
+        self, console: str, kind: str, line: str, excerpt: str, where: str | None = None
+    ) -> None:
+        super().__init__(f"kernel crash ({kind}) on {where or console}: {line.strip()}")
+        self.console = console
+        self.kind = kind
+        self.line = line
+        self.excerpt = excerpt
+
+
+class GuestExited(HarnessError):
+    """QEMU ended while the harness still expected the guest to run.
+
+    With `-no-reboot` that is a guest that reset or powered off on its own
+    (a triple fault, say): a kernel failure, so it counts as a crash.
+    """
+
+    exit_code = EXIT_CRASH
+
+    def __init__(self, console: str, tail: str, returncode: int | None = None) -> None:
+        status = "" if returncode is None else f" with status {returncode}"
+        super().__init__(f"QEMU exited{status} while waiting on {console}")
+        self.console = console
+        self.tail = tail
+        self.returncode = returncode
+
+
+class GuestCommandFailed(HarnessError, AssertionError):
+    """A guest command that had to succeed did not."""
+
+    def __init__(self, console: str, command: str, status: int, output: str) -> None:
+        super().__init__(f"{console}: {command!r} exited {status}:\n{output}")
+        self.status = status
+        self.output = output
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind like Ctrl-C so QEMU is stopped and logs kept."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum)
+        super().__init__(self.signal.name)
+        self.exit_code = EXIT_SIGNAL + signum

@@ -1,0 +1,1 @@
+"""Reports: result.json of every run, the benchmarks' tables and JSON."""

@@ -1,0 +1,185 @@
+"""A QEMU guest with a shell on its console (and SSH if asked): boot, run commands, tear down."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from typing import Self
+
+from harness.build import initramfs, kernel
+from harness.build.images import Images
+from harness.core.errors import GuestTimeout, InfraError
+from harness.core.progress import note
+from harness.core.rundir import RunDir
+from harness.target import hang, sshd, uarts
+from harness.target.base import Target
+from harness.target.instances import InstanceConsoles
+from harness.target.machine import Machine, MachineConfig, free_port
+from harness.target.options import TRANSPORTS, TargetOptions
+from harness.target.protocol import CommandProtocol
+from harness.target.shell import Shell, ShellUnusable
+from harness.target.ssh import SshConnection
+
+# QEMU gets a port that was free a moment before; another process may take it first.
+PORT_ATTEMPTS = 3
+
+
+class QemuTarget(Target):
+    """A QEMU machine whose ttyS0 shell the harness drives.  Use as a context manager."""
+
+    def __init__(
+        self, images: Images, options: TargetOptions | None = None, run: RunDir | None = None
+    ) -> None:
+        self.images = images
+        self.options = options or TargetOptions()
+        self._owns_run = run is None  # a RunDir given by the caller is the caller's to close
+        self.run_dir = run or RunDir()
+        self.machine: Machine | None = None
+        self._shell: Shell | None = None
+        self.instances = InstanceConsoles(self.run_dir, self.health)
+        self.ssh: SshConnection | None = None
+        self._capturing = False
+
+    @property
+    def debug(self) -> Machine | None:
+        return self.machine
+
+    @property
+    def shell(self) -> Shell:
+        """The host's shell on ttyS0."""
+        assert self._shell is not None, "guest is not booted"
+        return self._shell
+
+    @property
+    def host_shell(self) -> Shell | None:
+        return self._shell
+
+    def boot(self) -> Self:
+        opts = self.options
+        if opts.transport not in TRANSPORTS:
+            raise InfraError(
+                f"unknown transport {opts.transport!r} (one of {', '.join(TRANSPORTS)})"
+            )
+        if self.images.config is not None:
+            self.run_dir.keep_config(self.images.config)
+        files = list(opts.put)
+        append = opts.append
+        keys = None
+        if opts.transport == "ssh":
+            keys = sshd.make_keys(self.run_dir.file("ssh"))
+            files += sshd.layer(keys)
+            append = f"{append} {sshd.KERNEL_PARAM}".strip()
+        initrd = initramfs.with_files(self.images.initrd, files, self.run_dir.file("initrd.img"))
+        config = MachineConfig(
+            kernel=self.images.kernel,
+            initrd=initrd,
+            append=append,
+            smp=opts.smp,
+            memory=opts.memory,
+            accel=opts.accel,
+            gdb_port=opts.gdb_port,
+        )
+        self._launch(config, with_ssh=keys is not None)
+        if opts.gdb_port is not None:
+            self._announce_gdb(opts.gdb_port)
+        assert self.machine is not None
+        self.instances = InstanceConsoles(
+            self.run_dir, self.health, self.machine.consoles, on_timeout=self.capture_hang
+        )
+        self._shell = self.instances.uart_shell(uarts.HOST_TTY)
+        self._shell.wait_ready(opts.boot_timeout)
+        if keys is not None:
+            self._connect_ssh(keys, config)
+            self.instances.ssh = self.ssh
+        self.run_dir.mark("shell-ready")
+        return self
+
+    def _launch(self, config: MachineConfig, with_ssh: bool) -> None:
+        for attempt in range(PORT_ATTEMPTS):
+            if with_ssh:
+                config.ssh_port = free_port()
+            self.machine = Machine(config, self.run_dir)
+            try:
+                self.machine.launch()
+                return
+            except InfraError as exc:
+                taken = with_ssh and "host forwarding" in str(exc)
+                if not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
+
+    def _connect_ssh(self, keys: sshd.Keys, config: MachineConfig) -> None:
+        machine = self.machine
+        assert machine is not None and config.ssh_port is not None
+        channel = SshConnection(
+            "127.0.0.1",
+            config.ssh_port,
+            keys,
+            machine.health,
+            log=machine.consoles[uarts.log_stream(uarts.HOST_TTY)],
+            on_timeout=lambda: self.capture_hang(None),
+            transcript=self.run_dir.file("ssh.log"),
+        )
+        channel.connect(self.options.boot_timeout)
+        self.ssh = channel
+        self.run_dir.file("ssh-command.txt").write_text(channel.destination + "\n")
+
+    @property
+    def commands(self) -> CommandProtocol:
+        """Where the host's commands run: SSH when the guest has it, else the console shell."""
+        return self.ssh if self.ssh is not None else self.shell
+
+    def _announce_gdb(self, port: int) -> None:
+        vmlinux = kernel.companions(self.images.kernel).vmlinux
+        target = shlex.quote(str(vmlinux)) if vmlinux else "VMLINUX"
+        note(f"gdb: gdb -ex 'target remote 127.0.0.1:{port}' {target}")
+        if vmlinux is None:
+            note(f"no vmlinux next to {self.images.kernel}: give gdb the one it was built with")
+
+    def health(self) -> None:
+        """The machine's crash checks, and GuestExited if QEMU has ended."""
+        self.instances.check_crashes()
+        if self.machine is not None:
+            self.machine.health()
+
+    def capture_hang(self, stuck: Shell | None) -> None:
+        """Save registers and every kernel's backtraces before a timeout is acted on.
+
+        `stuck` is the shell that timed out; None for the SSH channel.
+        """
+        if self._capturing or self.machine is None or not self.machine.running():
+            return
+        self._capturing = True
+        try:
+            shells = self.instances.shells
+            hang.capture(self.machine, self.images.kernel, shells, stuck, self.instances.relayed)
+        finally:
+            self._capturing = False
+
+    def finish(self) -> None:
+        """Flush every kernel's log and check it once more: a late crash still fails the run."""
+        running = self.machine is not None and self.machine.running()
+        for shell in list(self.instances.shells):
+            if not running or shell.unusable or shell.console.closed:
+                continue
+            if not shell.crash_acknowledged:
+                shell.flush()
+                continue
+            # A kernel whose crash a test expected may be dead: try briefly.
+            with contextlib.suppress(GuestTimeout, ShellUnusable):
+                shell.flush(timeout=5.0, recover=False)
+        if self.machine is not None:
+            self.machine.check_crashes()
+        self.instances.check_crashes()
+
+    def close(self) -> None:
+        """Tear the guest down (and release a run directory it made)."""
+        if self.ssh is not None:
+            self.ssh.close()
+            self.ssh = None
+        if self.machine is not None:
+            self.machine.shutdown()
+        self.machine = None
+        self._shell = None
+        self.instances.close()
+        if self._owns_run:
+            self.run_dir.close()
