@@ -13,7 +13,7 @@ SUITE = -n $(JOBS) --dist loadfile --junitxml=$(JUNIT) $(if $(BASETEMP),--basete
 # Labels of the self-hosted runners the workflows name (actionlint checks the rest).
 RUNNER_LABELS := mkh-lab
 
-# The kernel under test (see README): `mkh build` and the suite read these,
+# The kernel under test (docs/kernel-series.md): `mkh build` and the suite read these,
 # also when they are given on make's command line (make test-qemu MKH_KERNEL=...).
 export MKH_KERNEL MKH_KERNEL_TREE
 # `make test-qemu TRANSPORT=ssh`: the host's commands over SSH instead of ttyS0.
@@ -47,11 +47,11 @@ lint: setup
 test-qemu: build
 	$(PYTEST) $(SUITE) -m qemu tests/qemu
 
-# The suite on a lab machine through labgrid (see README, "A lab machine"):
+# The suite on a lab machine through labgrid (docs/lab.md):
 # one test at a time, since there is one machine.
 test-hw: build
 	@if [ -z "$(LG_ENV)" ]; then \
-		echo "make test-hw needs LG_ENV=lab.yaml, a labgrid environment (README)" >&2; exit 2; fi
+		echo "make test-hw needs LG_ENV=lab.yaml, a labgrid environment (docs/lab.md)" >&2; exit 2; fi
 	$(PYTEST) -m qemu --junitxml=$(JUNIT) $(if $(BASETEMP),--basetemp=$(BASETEMP)) \
 		--lg-env $(LG_ENV) tests/qemu
 

@@ -164,11 +164,14 @@ def test_errors_map_to_documented_exit_codes(
 
 def test_exit_codes_are_distinct_and_documented() -> None:
     assert len({EXIT_CRASH, EXIT_TIMEOUT, EXIT_INFRA}) == 3
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    repo = Path(__file__).parents[2]
+    readme = (repo / "README.md").read_text()
+    results = (repo / "docs" / "runs-and-results.md").read_text()
     for code in (EXIT_CRASH, EXIT_TIMEOUT, EXIT_INFRA, 130, 143, 129):
         assert f"`{code}`" in readme
+        assert f"`{code}`" in results
     for verdict in ("PASS", "FAIL", "CRASH", "TIMEOUT", "INFRA", "INTERRUPTED"):
-        assert f"`{verdict}`" in readme
+        assert f"`{verdict}`" in results
 
 
 def test_build_takes_mkh_kernel_and_builds_nothing(sandbox: Sandbox) -> None:
