@@ -4,7 +4,7 @@ lab.yaml names a RemotePlace, which only a running coordinator resolves.  The
 test resolves it the way the coordinator would: the place's resources are
 what exporter.yaml exports, read as labgrid-exporter reads it (a Jinja2
 template).  The environment with those resources in place of the RemotePlace
-then goes through the harness's own reader (harness.lab.Lab), which refuses
+then goes through the harness's own reader (harness.target.labgrid.Lab), which refuses
 what a lab run would refuse.
 """
 
@@ -19,12 +19,12 @@ import paramiko
 import pytest
 import yaml
 
-from harness.lab import TARGET, Lab
+from harness.target.labgrid import TARGET, Lab
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "lab"
 GUIDE = REPO / "docs" / "lab.md"
-# What the harness takes from the place (harness/lab.py).
+# What the harness takes from the place (harness/target/labgrid.py).
 NEEDED = {"NetworkSerialPort", "NetworkService"}
 
 
