@@ -35,7 +35,8 @@ DEFAULT_CPUS = 8
 # Where the search for the smallest instance memory starts, and what each
 # density instance gets unless told (the seven-instance test in
 # tests/qemu/test_mkcon.py boots at it).  What the search finds depends on
-# the kernel and initramfs: the measured figures are in docs/.
+# the kernel and initramfs: the measured figures are in docs/performance.md
+# (The smallest instance).
 DEFAULT_MEMORY = 23 * MIB
 SMALLEST_FLOOR = 8 * MIB
 LATENCY_SAMPLES = 20

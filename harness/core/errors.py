@@ -6,7 +6,8 @@ import signal
 from pathlib import Path
 
 # Exit codes of `mkh run` for outcomes that are not the guest command's own
-# status.  They are documented in docs/ (exit codes); keep the two in step.
+# status.  They are documented in docs/runs-and-results.md (Exit codes);
+# keep the two in step.
 EXIT_CRASH = 123
 EXIT_TIMEOUT = 124
 EXIT_INFRA = 125
