@@ -756,7 +756,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "; ".join([f"mkh: interrupted by {stopped.signal.name}", *_notes(exc)]) + "\n"
             )
         return stopped.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
