@@ -13,6 +13,8 @@ IMAGES_DIR = REPO / "images"
 LINUX_RECIPE_DIR = IMAGES_DIR / "linux"
 PATCHES_DIR = LINUX_RECIPE_DIR / "patches"
 DEBUG_RECIPE_DIR = LINUX_RECIPE_DIR / "debug"
+# The multikernel device tree of the series' usage.rst: web-server and database.
+EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 
 
 def cache_root() -> Path:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness.build.images import Images
-from harness.cli import EXAMPLE_DTS
+from harness.core.paths import EXAMPLE_DTS
 from harness.multikernel import dtb
 from harness.multikernel.dtb import Instance
 from harness.multikernel.mk import ROOT, Multikernel, Pool

@@ -10,6 +10,8 @@ import pytest
 from harness import cli
 from harness.build import images
 from harness.build.images import Images
+from harness.cli import args as cli_args
+from harness.cli import kernel as cli_kernel
 from harness.core import paths
 from harness.core.errors import (
     EXIT_CRASH,
@@ -91,10 +93,10 @@ def resolved(monkeypatch: pytest.MonkeyPatch) -> list[images.KernelChoice]:
 def test_put_spec_parses_and_rejects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("x").write_text("x")
-    assert cli._put("./x:/tmp/x") == (Path("./x"), "/tmp/x")
+    assert cli_args.put_spec("./x:/tmp/x") == (Path("./x"), "/tmp/x")
     for bad in ("x", ":/tmp/x", "x:", "y:/tmp/y", "x:tmp/x", "x:/tmp/../x"):
         with pytest.raises(argparse.ArgumentTypeError):
-            cli._put(bad)
+            cli_args.put_spec(bad)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -102,12 +104,14 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_one_word_is_a_shell_line_and_several_are_an_argv() -> None:
-    assert cli._command_line(parse("run", "--", "echo a | wc -c")) == "echo a | wc -c"
-    assert cli._command_line(parse("run", "--", "sh", "-c", "exit 7")) == "sh -c 'exit 7'"
-    assert cli._command_line(parse("run", "nproc")) == "nproc"
-    assert cli._command_line(parse("exec", "dev", "--", "sh", "-c", "exit 7")) == "sh -c 'exit 7'"
+    assert cli_args.command_line(parse("run", "--", "echo a | wc -c")) == "echo a | wc -c"
+    assert cli_args.command_line(parse("run", "--", "sh", "-c", "exit 7")) == "sh -c 'exit 7'"
+    assert cli_args.command_line(parse("run", "nproc")) == "nproc"
+    assert (
+        cli_args.command_line(parse("exec", "dev", "--", "sh", "-c", "exit 7")) == "sh -c 'exit 7'"
+    )
     with pytest.raises(InfraError, match=r"nothing to run: give -- COMMAND"):
-        cli._command_line(parse("exec", "dev"))
+        cli_args.command_line(parse("exec", "dev"))
 
 
 def test_run_options_reach_the_guest_options(
@@ -130,7 +134,7 @@ def test_run_options_reach_the_guest_options(
         "--",
         "true",
     )
-    opts = cli._options(args)
+    opts = cli_args.target_options(args)
     assert (opts.smp, opts.memory, opts.append, opts.accel) == (2, "512M", "quiet", "tcg")
     assert opts.put == [(Path("a"), "/b")]
 
@@ -157,7 +161,7 @@ def test_errors_map_to_documented_exit_codes(
     def fail(args: argparse.Namespace) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "cmd_build", fail)
+    monkeypatch.setattr(cli_kernel, "cmd_build", fail)
     assert cli.main(["build"]) == code
     assert text in capsys.readouterr().err
 
@@ -302,7 +306,7 @@ def test_bad_input_is_refused_before_anything_is_built(
 
 def test_max_smp_is_the_guest_kernel_nr_cpus() -> None:
     config = (REPO / "images" / "linux" / "base.config").read_text()
-    assert f"CONFIG_NR_CPUS={cli.MAX_SMP}\n" in config
+    assert f"CONFIG_NR_CPUS={cli_args.MAX_SMP}\n" in config
 
 
 @pytest.mark.parametrize("cache", ["/proc/mkh-cache", "{file}"])
@@ -350,6 +354,7 @@ def test_dts_syntax_error_names_file_and_line(
 SIGNALLED = """
 import os, signal, sys, time
 from harness import cli
+from harness.cli import kernel
 
 def build(args):
     try:
@@ -360,7 +365,7 @@ def build(args):
         os.kill(os.getpid(), signal.SIGTERM)
         print("cleaned up")
 
-cli.cmd_build = build
+kernel.cmd_build = build
 handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
 code = cli.main(["build"])
 assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)] == handlers

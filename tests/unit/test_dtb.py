@@ -4,7 +4,7 @@ from typing import Any
 import fdt
 import pytest
 
-from harness.cli import EXAMPLE_DTS as EXAMPLE
+from harness.core.paths import EXAMPLE_DTS as EXAMPLE
 from harness.multikernel import dtb
 from harness.multikernel.dtb import Instance, Target
 

@@ -1,0 +1,59 @@
+"""`mkh dtb compile|check|show FILE`: multikernel device trees, each action with its own options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.cli import args as common
+from harness.multikernel import dtb
+
+ACTIONS = {
+    "compile": "check a .dts and write it as a DTB",
+    "check": "check a .dts or .dtb as the kernel would (EINVAL with the reason)",
+    "show": "print each instance's device tree source as the kernel shows it",
+}
+
+
+def cmd_dtb(args: argparse.Namespace) -> int:
+    try:
+        blob = dtb.load(args.file)
+        problems = dtb.check(blob, dtb.Target(cpus=args.cpus, pool_free=args.pool))
+    except dtb.DtsError as exc:
+        sys.stderr.write(f"mkh: {exc}\n")
+        return 1
+    except dtb.DtbError as exc:
+        sys.stderr.write(f"mkh: {args.file}: {exc} (EINVAL)\n")
+        return 1
+    if args.action == "compile":
+        if problems:
+            return common.report(problems)
+        out = args.output or args.file.with_suffix(".dtb")
+        out.write_bytes(blob)
+        print(out)
+        return 0
+    if args.action == "show":
+        for inst in dtb.parse(blob)[0]:
+            print(f"# instances/{inst.name}/device_tree_source")
+            print(dtb.instance_dts(inst))
+    return common.report(problems)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, about in ACTIONS.items():
+        one = actions.add_parser(action, help=about, description=about)
+        one.add_argument("file", type=Path, help="a .dts file or a .dtb")
+        one.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
+        one.add_argument(
+            "--pool",
+            type=common.size,
+            metavar="SIZE",
+            help="check memory against this much free pool (e.g. 2G)",
+        )
+        one.set_defaults(func=cmd_dtb, output=None)
+    actions.choices["compile"].add_argument(
+        "-o", "--output", type=Path, help="where to write the DTB (default: FILE.dtb)"
+    )

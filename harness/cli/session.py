@@ -1,0 +1,61 @@
+"""`mkh up`, `mkh exec` and `mkh down`: a guest that stays up between commands (a session)."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.build import images
+from harness.cli import args as common
+from harness.cli.run import check_pool
+from harness.core.progress import note
+from harness.pipeline import session
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    session.paths(args.name)  # a bad name is refused before anything is built
+    choice = common.kernel_choice(args)
+    options = common.target_options(args)
+    check_pool(options)
+    built = images.resolve(choice)
+    run_dir = session.start(args.name, built, options, choice, args.artifacts, args.idle_timeout)
+    print(run_dir)
+    note(
+        f"session {args.name} is up: 'mkh exec {args.name} -- CMD', 'mkh shell {args.name}', "
+        f"'mkh down {args.name}' (it ends itself after {args.idle_timeout:.0f} s unused)"
+    )
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    ran = session.run(args.session, common.command_line(args), args.timeout)
+    common.print_output(ran)
+    return ran.status
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    note(f"session {args.session} is down (logs: {session.down(args.session)})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="boot a guest that stays up (a session) and return")
+    up.add_argument("--name", default="default", help="the session's name (default: default)")
+    up.add_argument(
+        "--idle-timeout",
+        type=common.seconds,
+        default=session.DEFAULT_IDLE,
+        metavar="S",
+        help=f"take the guest down after S seconds without a request "
+        f"(default {session.DEFAULT_IDLE:g})",
+    )
+    common.add_machine(up)
+    up.set_defaults(func=cmd_up)
+
+    ex = sub.add_parser("exec", help="run a command in a session's guest")
+    ex.add_argument("session", help="the session's name (`mkh up --name`)")
+    common.add_command(ex)
+    ex.set_defaults(func=cmd_exec)
+
+    down = sub.add_parser("down", help="take a session's guest down")
+    down.add_argument("session", help="the session's name")
+    down.set_defaults(func=cmd_down)
