@@ -13,14 +13,12 @@ from harness.core import sizes
 from harness.core.errors import InfraError
 from harness.multikernel import dtb
 from harness.target.machine import free_port
-from harness.target.options import TRANSPORTS, TargetOptions
+from harness.target.options import MAX_SMP, TRANSPORTS, TargetOptions
 from harness.target.protocol import Completed
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY = "2G"
 DEFAULT_BOOT_TIMEOUT = 120.0
-# CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
-MAX_SMP = 16
 ACCELS = ("auto", "kvm", "tcg")
 
 

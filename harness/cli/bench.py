@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from pathlib import Path
 
-from harness.bench import density, measure
-from harness.build import images
+from harness.bench import density
 from harness.cli import args as common
-from harness.core.errors import InfraError
-from harness.core.progress import note
-from harness.multikernel import dtb
-from harness.report import bench as bench_report
+from harness.pipeline.bench import RUNS, BenchRequest, bench
 
 BENCHMARKS = {
     "spawn": "exec call to instance shell vs QEMU start to host shell",
@@ -22,8 +16,6 @@ BENCHMARKS = {
     "density": "an instance on every CPU but the host's, over their consoles over shared "
     "memory: start time, memory, host latency, smallest instance memory",
 }
-# --runs when not given (density is one run and takes none).
-RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1}
 RUNS_MEANING = {
     "spawn": "runs to take the median of",
     "cycles": "cycles",
@@ -31,50 +23,14 @@ RUNS_MEANING = {
 }
 
 
-def _bench_checks(args: argparse.Namespace) -> int:
-    """The instance memory of `bench spawn|density`, refused before anything is built."""
-    if args.what == "density":
-        memory = density.DEFAULT_MEMORY if args.memory is None else args.memory
-        cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
-        if not 2 <= cpus <= common.MAX_SMP:
-            raise InfraError(f"--cpus {cpus}: 2 to {common.MAX_SMP} (the host keeps CPU 0)")
-        if memory < density.SMALLEST_FLOOR:
-            floor = density.SMALLEST_FLOOR >> 20
-            raise InfraError(f"--memory {memory}: below {floor}M, where the search stops")
-        instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
-        target = dtb.Target(cpus=cpus)
-    else:
-        memory = measure.SPAWN_INSTANCE.memory if args.memory is None else args.memory
-        instances = [dataclasses.replace(measure.SPAWN_INSTANCE, memory=memory)]
-        target = dtb.Target(cpus=measure.SPAWN_SMP, pool_free=measure.SPAWN_POOL)
-    problems = dtb.check(dtb.to_dtb(instances), target)
-    if problems:
-        raise InfraError(f"--memory {memory}: " + "; ".join(str(p) for p in problems))
-    return memory
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    memory = _bench_checks(args)
-    built = images.resolve(common.kernel_choice(args))
-    runs = args.runs or RUNS[args.what]
-    if args.what == "density":
-        cpus = density.DEFAULT_CPUS if args.cpus is None else args.cpus
-        measured = density.run(built, cpus, memory, args.accel)
-        print(bench_report.density_table(measured))
-        if args.json is not None:
-            args.json.write_text(json.dumps(bench_report.density_json(measured), indent=1) + "\n")
-            note(f"wrote {args.json}")
-    elif args.what == "ipi":
-        print(bench_report.ipi_table(measure.ipi(built, runs, args.accel)))
-    elif args.what == "cycles":
-        print(bench_report.cycles_table(measure.cycles(built, runs, args.accel)))
-    else:
-        samples = measure.spawn(built, runs, args.accel, memory)
-        print(bench_report.spawn_table(samples))
-        if args.json is not None:
-            figures = bench_report.spawn_json(samples, memory)
-            args.json.write_text(json.dumps(figures, indent=1) + "\n")
-            note(f"wrote {args.json}")
+    request = BenchRequest(
+        args.what, common.kernel_choice(args), args.accel, args.runs, args.memory, args.cpus
+    )
+    report = bench(request)
+    print(report.table)
+    if args.json is not None:
+        report.write_json(args.json)
     return 0
 
 

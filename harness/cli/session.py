@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from harness.build import images
 from harness.cli import args as common
-from harness.cli.run import check_pool
 from harness.core.progress import note
 from harness.pipeline import session
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    session.paths(args.name)  # a bad name is refused before anything is built
-    choice = common.kernel_choice(args)
-    options = common.target_options(args)
-    check_pool(options)
-    built = images.resolve(choice)
-    run_dir = session.start(args.name, built, options, choice, args.artifacts, args.idle_timeout)
+    request = session.SessionRequest(
+        args.name,
+        common.kernel_choice(args),
+        common.target_options(args),
+        args.artifacts,
+        args.idle_timeout,
+    )
+    run_dir = session.start(request)
     print(run_dir)
     note(
         f"session {args.name} is up: 'mkh exec {args.name} -- CMD', 'mkh shell {args.name}', "

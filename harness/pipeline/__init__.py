@@ -1,1 +1,7 @@
-"""Running things on a target from start to end: sessions that keep a guest up."""
+"""Each command from its request to its report: resolve the images, boot, run, record.
+
+`mkh run` (run.py), `mkh shell` (shell.py), `mkh bench` (bench.py) and the
+sessions of `mkh up` (session.py) each take one request dataclass; the first
+stage of all, options that fit and the images, is prepare.py.  Nothing here
+imports the CLI.
+"""

@@ -29,6 +29,7 @@ from harness.core.errors import HarnessError, InfraError
 from harness.core.paths import cache_dir
 from harness.core.progress import note
 from harness.core.rundir import RunDir
+from harness.pipeline.prepare import images_for
 from harness.report import result_json
 from harness.target import interactive
 from harness.target.base import Target
@@ -84,22 +85,28 @@ def info(name: str) -> dict[str, Any] | None:
 # ---- the daemon ----
 
 
-def start(
-    name: str,
-    images: Images,
-    options: TargetOptions,
-    choice: KernelChoice,
-    artifacts: Path | None,
-    idle: float,
-) -> str:
+@dataclass(frozen=True)
+class SessionRequest:
+    """A guest that stays up, named, until `mkh down` or `idle_timeout` seconds unused."""
+
+    name: str
+    kernel: KernelChoice
+    options: TargetOptions
+    artifacts: Path | None = None
+    idle_timeout: float = DEFAULT_IDLE
+
+
+def start(request: SessionRequest) -> str:
     """Fork the session's daemon, wait until its guest is up; its run directory."""
+    name = request.name
+    where = paths(name)  # a bad name is refused before anything is built
+    images = images_for(request.kernel, request.options)
     running = info(name)
     if running is not None:
         raise InfraError(
             f"session {name} is already up (pid {running['pid']}, logs {running['run']}); "
             f"'mkh down {name}' ends it"
         )
-    where = paths(name)
     where.socket.unlink(missing_ok=True)
     note(f"booting the guest of session {name} (its progress: {where.log})")
     ready_r, ready_w = os.pipe()
@@ -113,7 +120,7 @@ def start(
         status = 1
         try:
             _detach_stdio(where.log)
-            _daemon(name, images, options, choice, artifacts, idle, ready_w)
+            _daemon(request, images, ready_w)
             status = 0
         except BaseException as exc:  # reported through the pipe or the log
             with contextlib.suppress(OSError):
@@ -149,21 +156,13 @@ def _report(fd: int, message: dict[str, str]) -> None:
         os.close(fd)
 
 
-def _daemon(
-    name: str,
-    images: Images,
-    options: TargetOptions,
-    choice: KernelChoice,
-    artifacts: Path | None,
-    idle: float,
-    ready: int,
-) -> None:
-    where = paths(name)
+def _daemon(request: SessionRequest, images: Images, ready: int) -> None:
+    where = paths(request.name)
     with (
-        RunDir(artifacts) as run,
-        result_json.recorded(run, images, choice, f"mkh up {name}") as status,
+        RunDir(request.artifacts) as run,
+        result_json.recorded(run, images, request.kernel, f"mkh up {request.name}") as status,
     ):
-        guest = make_target(images, options, run)
+        guest = make_target(images, request.options, run)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             guest.boot()
@@ -171,7 +170,7 @@ def _daemon(
             server.listen(4)
             where.info.write_text(json.dumps({"pid": os.getpid(), "run": str(run.path)}) + "\n")
             _report(ready, {"run": str(run.path)})
-            _serve(guest, server, idle)
+            _serve(guest, server, request.idle_timeout)
             guest.finish()
         except BaseException as exc:
             _report(ready, {"error": f"{exc} (logs: {run.path})"})

@@ -7,6 +7,8 @@ from pathlib import Path
 
 # How the harness runs the host's commands: its shell on ttyS0, or SSH.
 TRANSPORTS = ("console", "ssh")
+# CONFIG_NR_CPUS of images/linux/base.config: the guest kernel uses no more CPUs.
+MAX_SMP = 16
 
 
 @dataclass

@@ -22,6 +22,7 @@ from harness.core.errors import (
     KernelCrash,
 )
 from harness.core.paths import REPO
+from harness.target.options import MAX_SMP
 from tests.unit.fakes import fake_bzimage
 
 MAKE = shutil.which("make") or "make"
@@ -306,7 +307,7 @@ def test_bad_input_is_refused_before_anything_is_built(
 
 def test_max_smp_is_the_guest_kernel_nr_cpus() -> None:
     config = (REPO / "images" / "linux" / "base.config").read_text()
-    assert f"CONFIG_NR_CPUS={cli_args.MAX_SMP}\n" in config
+    assert f"CONFIG_NR_CPUS={MAX_SMP}\n" in config
 
 
 @pytest.mark.parametrize("cache", ["/proc/mkh-cache", "{file}"])
