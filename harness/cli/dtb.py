@@ -19,7 +19,7 @@ ACTIONS = {
 def cmd_dtb(args: argparse.Namespace) -> int:
     try:
         blob = dtb.load(args.file)
-        problems = dtb.check(blob, dtb.Target(cpus=args.cpus, pool_free=args.pool))
+        problems = dtb.check(blob, dtb.Budget(cpus=args.cpus, pool_free=args.pool))
     except dtb.DtsError as exc:
         sys.stderr.write(f"mkh: {exc}\n")
         return 1

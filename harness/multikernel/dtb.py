@@ -58,7 +58,7 @@ class Problem:
 
 
 @dataclass
-class Target:
+class Budget:
     """What the DTB is checked against: the guest's CPUs, pool and existing instances."""
 
     cpus: int | None = None
@@ -186,13 +186,13 @@ def _hint(message: str) -> str:
     return next((hint for key, hint in hints.items() if key in message), "")
 
 
-def check(blob: bytes, target: Target | None = None) -> list[Problem]:
+def check(blob: bytes, budget: Budget | None = None) -> list[Problem]:
     """Every reason the kernel would refuse `blob`, in the order it would find them.
 
-    An empty list means the kernel accepts it (as far as `target` tells).
+    An empty list means the kernel accepts it (as far as `budget` tells).
     Raises DtbError when the blob is not a multikernel DTB at all.
     """
-    target = target or Target()
+    budget = budget or Budget()
     instances, problems = parse(blob)
     seen: list[Instance] = []
     for inst in instances:
@@ -206,22 +206,22 @@ def check(blob: bytes, target: Target | None = None) -> list[Problem]:
                         "the boot CPU stays with the host; give instances CPUs from 1 up",
                     )
                 )
-            elif target.cpus is not None and cpu >= target.cpus:
+            elif budget.cpus is not None and cpu >= budget.cpus:
                 problems.append(
                     Problem(
                         inst.name,
                         "EINVAL",
                         f"CPU {cpu} does not exist",
-                        f"the machine has CPUs 0-{target.cpus - 1}",
+                        f"the machine has CPUs 0-{budget.cpus - 1}",
                     )
                 )
         for other in seen:
             problems.extend(_conflicts(inst, other, "in this DTB"))
-        for other in target.existing:
+        for other in budget.existing:
             problems.extend(_conflicts(inst, other, "already created"))
         seen.append(inst)
-    if target.pool_free is not None:
-        free = target.pool_free
+    if budget.pool_free is not None:
+        free = budget.pool_free
         for inst in instances:
             if inst.memory > free:
                 problems.append(

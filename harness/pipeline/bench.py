@@ -41,11 +41,11 @@ def instance_memory(request: BenchRequest) -> int:
             floor = density.SMALLEST_FLOOR >> 20
             raise InfraError(f"--memory {memory}: below {floor}M, where the search stops")
         instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
-        budget = dtb.Target(cpus=cpus)
+        budget = dtb.Budget(cpus=cpus)
     else:
         memory = measure.SPAWN_INSTANCE.memory if request.memory is None else request.memory
         instances = [dataclasses.replace(measure.SPAWN_INSTANCE, memory=memory)]
-        budget = dtb.Target(cpus=measure.SPAWN_SMP, pool_free=measure.SPAWN_POOL)
+        budget = dtb.Budget(cpus=measure.SPAWN_SMP, pool_free=measure.SPAWN_POOL)
     problems = dtb.check(dtb.to_dtb(instances), budget)
     if problems:
         raise InfraError(f"--memory {memory}: " + "; ".join(str(p) for p in problems))

@@ -64,7 +64,7 @@ def instance_setup(
     """The DTB's instances, and `options` with the pool (and memory) sized for them unless given."""
     blob = dtb.load(wanted.dtb)
     on_lab = options.lab_env is not None  # its CPUs and pool are its own
-    problems = dtb.check(blob, dtb.Target(cpus=None if on_lab else options.smp))
+    problems = dtb.check(blob, dtb.Budget(cpus=None if on_lab else options.smp))
     if problems:
         raise InfraError("; ".join(str(p) for p in problems))
     instances = dtb.parse(blob)[0]

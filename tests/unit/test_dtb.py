@@ -6,7 +6,7 @@ import pytest
 
 from harness.core.paths import EXAMPLE_DTS as EXAMPLE
 from harness.multikernel import dtb
-from harness.multikernel.dtb import Instance, Target
+from harness.multikernel.dtb import Budget, Instance
 
 # The instances of the usage.rst examples (two, then three instances).
 WEB = Instance("web-server", 1, (1,), 0x20000000)
@@ -52,11 +52,11 @@ def test_dtc_output_agrees_with_dtc_decompiling_ours() -> None:
 
 def test_example_is_valid_for_a_big_enough_machine() -> None:
     blob = dtb.compile_dts(EXAMPLE_DTS)
-    assert dtb.check(blob, Target(cpus=4, pool_free=2 << 30)) == []
+    assert dtb.check(blob, Budget(cpus=4, pool_free=2 << 30)) == []
 
 
-def errnos(instances: list[Instance], target: Target | None = None) -> list[str]:
-    return [p.errno for p in dtb.check(dtb.to_dtb(instances), target)]
+def errnos(instances: list[Instance], budget: Budget | None = None) -> list[str]:
+    return [p.errno for p in dtb.check(dtb.to_dtb(instances), budget)]
 
 
 def test_duplicate_id_and_shared_cpu() -> None:
@@ -66,11 +66,11 @@ def test_duplicate_id_and_shared_cpu() -> None:
 
 
 def test_name_already_created_in_the_guest() -> None:
-    assert errnos([WEB], Target(existing=[Instance("web-server", 9, (5,), MIB)])) == ["EEXIST"]
+    assert errnos([WEB], Budget(existing=[Instance("web-server", 9, (5,), MIB)])) == ["EEXIST"]
 
 
 def test_cpu_out_of_range_names_the_machine() -> None:
-    problems = dtb.check(dtb.to_dtb([Instance("big", 4, (7,), MIB)]), Target(cpus=4))
+    problems = dtb.check(dtb.to_dtb([Instance("big", 4, (7,), MIB)]), Budget(cpus=4))
     assert [p.errno for p in problems] == ["EINVAL"]
     assert "CPU 7" in problems[0].message and "0-3" in problems[0].hint
 
@@ -82,9 +82,9 @@ def test_the_boot_cpu_is_refused_whatever_the_machine() -> None:
 
 
 def test_memory_over_the_pool_counts_earlier_instances() -> None:
-    target = Target(pool_free=0x30000000)
-    assert errnos([WEB, DB], target) == ["ENOSPC"]
-    assert errnos([WEB], target) == []
+    budget = Budget(pool_free=0x30000000)
+    assert errnos([WEB, DB], budget) == ["ENOSPC"]
+    assert errnos([WEB], budget) == []
 
 
 def test_unaligned_memory_and_bad_id() -> None:
