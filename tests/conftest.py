@@ -15,6 +15,7 @@ import pytest
 
 from harness.build import images
 from harness.build.images import Images
+from harness.core.errors import verdict
 from harness.core.lock import locked
 from harness.core.paths import cache_dir
 from harness.core.rundir import RunDir
@@ -216,7 +217,7 @@ def boot(
         for guest in started:
             guest.close()
         if not isinstance(failure, pytest.skip.Exception):
-            outcome = result_json.verdict(failure)
+            outcome = verdict(failure)
             choice = images.kernel_choice()
             for guest in started:
                 result_json.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from harness.cli import bench, dtb, kernel, run, session
-from harness.core.errors import EXIT_INFRA, HarnessError, Interrupted, KernelCrash
+from harness.core.errors import EXIT_INFRA, HarnessError, Interrupted, KernelCrash, exit_code
 from harness.report import result_json
 
 # The command groups, in the order `mkh --help` lists them.
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"mkh: {exc}\n--- console excerpt ({exc.console}) ---\n{exc.excerpt}\n")
         for extra in _notes(exc):
             sys.stderr.write(f"mkh: {extra}\n")
-        return exc.exit_code
+        return exit_code(exc)
     except HarnessError as exc:
         sys.stderr.write(f"mkh: error: {exc}\n")
         tail = getattr(exc, "tail", "")
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"--- console tail ---\n{tail[-1500:]}\n")
         for extra in _notes(exc):
             sys.stderr.write(f"mkh: {extra}\n")
-        return exc.exit_code
+        return exit_code(exc)
     except KeyboardInterrupt as exc:
         stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
         # After a hang-up the terminal may be gone: the status still tells.
@@ -97,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(
                 "; ".join([f"mkh: interrupted by {stopped.signal.name}", *_notes(exc)]) + "\n"
             )
-        return stopped.exit_code
+        return exit_code(stopped)

@@ -1,8 +1,9 @@
-"""Exception types and the exit codes the CLI maps them to."""
+"""Exception types, and the one table of what each means for a run: its verdict and exit code."""
 
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 # Exit codes of `mkh run` for outcomes that are not the guest command's own
@@ -12,12 +13,11 @@ EXIT_CRASH = 123
 EXIT_TIMEOUT = 124
 EXIT_INFRA = 125
 EXIT_SIGNAL = 128  # plus the signal's number, as shells report a death by signal
+EXIT_FAIL = 1  # a failed test (a failed command keeps its own status)
 
 
 class HarnessError(Exception):
     """Base class: something the harness could not do."""
-
-    exit_code = EXIT_INFRA
 
 
 class InfraError(HarnessError):
@@ -35,8 +35,6 @@ class InfraError(HarnessError):
 class GuestTimeout(HarnessError):
     """A wait on a guest console ran out of time."""
 
-    exit_code = EXIT_TIMEOUT
-
     def __init__(self, console: str, what: str, timeout: float, tail: str) -> None:
         super().__init__(f"timeout after {timeout:g}s on {console} waiting for {what}")
         self.console = console
@@ -45,8 +43,6 @@ class GuestTimeout(HarnessError):
 
 class KernelCrash(HarnessError):
     """A crash signature appeared on a console stream."""
-
-    exit_code = EXIT_CRASH
 
     def __init__(
         self, console: str, kind: str, line: str, excerpt: str, where: str | None = None
@@ -64,8 +60,6 @@ class GuestExited(HarnessError):
     With `-no-reboot` that is a guest that reset or powered off on its own
     (a triple fault, say): a kernel failure, so it counts as a crash.
     """
-
-    exit_code = EXIT_CRASH
 
     def __init__(self, console: str, tail: str, returncode: int | None = None) -> None:
         status = "" if returncode is None else f" with status {returncode}"
@@ -90,4 +84,41 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signal = signal.Signals(signum)
         super().__init__(self.signal.name)
-        self.exit_code = EXIT_SIGNAL + signum
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a run ended (result.json's `verdict`) and the status it stands for."""
+
+    name: str
+    exit_code: int
+
+
+# The verdict of each error, the first class that matches; any other error is INFRA.
+VERDICTS: tuple[tuple[type[BaseException], Verdict], ...] = (
+    (KernelCrash, Verdict("CRASH", EXIT_CRASH)),
+    (GuestExited, Verdict("CRASH", EXIT_CRASH)),  # the guest ended by itself
+    (GuestTimeout, Verdict("TIMEOUT", EXIT_TIMEOUT)),
+    (AssertionError, Verdict("FAIL", EXIT_FAIL)),  # in a test, also a failed guest.check
+)
+INFRA = Verdict("INFRA", EXIT_INFRA)
+
+
+def verdict(error: BaseException | None, status: int = 0) -> Verdict:
+    """The verdict of a run that raised `error`, or else ended with a command's `status`."""
+    if error is None:
+        return Verdict("PASS", 0) if status == 0 else Verdict("FAIL", status)
+    if isinstance(error, KeyboardInterrupt):
+        signum = error.signal if isinstance(error, Interrupted) else signal.SIGINT
+        return Verdict("INTERRUPTED", EXIT_SIGNAL + signum)
+    return next((found for kind, found in VERDICTS if isinstance(error, kind)), INFRA)
+
+
+def exit_code(error: BaseException) -> int:
+    """The status `mkh` exits with after `error`: its verdict's.
+
+    Except a failed assertion: to `mkh` that is a guest command the harness
+    itself needed (GuestCommandFailed) failing, which is the harness's failure.
+    """
+    found = verdict(error)
+    return EXIT_INFRA if found.name == "FAIL" else found.exit_code

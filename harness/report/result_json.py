@@ -1,10 +1,6 @@
 """result.json: how a run ended and what it ran on, kept in its run directory.
 
-Verdicts and the exit codes they stand for:
-
-PASS 0, FAIL (the command's status; 1 for a failed test), CRASH 123,
-TIMEOUT 124, INFRA 125, INTERRUPTED 128 + the signal (130 Ctrl-C, 143
-SIGTERM, 129 SIGHUP).
+The verdicts and the exit codes they stand for are harness/core/errors.py's.
 """
 
 from __future__ import annotations
@@ -22,47 +18,11 @@ from pathlib import Path
 from harness.build import bzimage, source
 from harness.build.images import Images, KernelChoice
 from harness.core import atomic
-from harness.core.errors import (
-    EXIT_INFRA,
-    GuestExited,
-    GuestTimeout,
-    HarnessError,
-    Interrupted,
-    KernelCrash,
-)
+from harness.core.errors import Verdict, verdict
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
 
 FILE = "result.json"
-EXIT_FAIL = 1  # a failed test (a failed command keeps its own status)
-EXIT_CTRL_C = 130
-
-
-@dataclass(frozen=True)
-class Verdict:
-    name: str
-    exit_code: int
-
-
-def verdict(error: BaseException | None, status: int = 0) -> Verdict:
-    """The verdict of a run that raised `error`, or else ended with a command's `status`.
-
-    A failed assertion (GuestCommandFailed is one) is FAIL; any other error
-    that is neither a crash, a timeout nor an interruption is INFRA.
-    """
-    if error is None:
-        return Verdict("PASS", 0) if status == 0 else Verdict("FAIL", status)
-    if isinstance(error, Interrupted):
-        return Verdict("INTERRUPTED", error.exit_code)
-    if isinstance(error, KeyboardInterrupt):
-        return Verdict("INTERRUPTED", EXIT_CTRL_C)
-    if isinstance(error, (KernelCrash, GuestExited)):
-        return Verdict("CRASH", error.exit_code)
-    if isinstance(error, GuestTimeout):
-        return Verdict("TIMEOUT", error.exit_code)
-    if isinstance(error, AssertionError):
-        return Verdict("FAIL", EXIT_FAIL)
-    return Verdict("INFRA", error.exit_code if isinstance(error, HarnessError) else EXIT_INFRA)
 
 
 @cache

@@ -17,6 +17,8 @@ from harness.core.errors import (
     EXIT_CRASH,
     EXIT_INFRA,
     EXIT_TIMEOUT,
+    GuestCommandFailed,
+    GuestExited,
     GuestTimeout,
     InfraError,
     KernelCrash,
@@ -150,6 +152,9 @@ def test_run_options_reach_the_guest_options(
         ),
         (GuestTimeout("ttyS0", "sleep", 3, "tail text"), EXIT_TIMEOUT, "tail text"),
         (InfraError("qemu missing"), EXIT_INFRA, "qemu missing"),
+        (GuestExited("ttyS0", "reset"), EXIT_CRASH, "QEMU exited"),
+        # A command the harness needed failing is the harness's failure, not a FAIL.
+        (GuestCommandFailed("ttyS0", "mkctl", 2, "EBUSY"), EXIT_INFRA, "EBUSY"),
     ],
 )
 def test_errors_map_to_documented_exit_codes(

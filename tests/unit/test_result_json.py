@@ -15,6 +15,8 @@ from harness.core.errors import (
     InfraError,
     Interrupted,
     KernelCrash,
+    Verdict,
+    verdict,
 )
 from harness.core.paths import REPO
 from harness.core.rundir import RunDir
@@ -42,7 +44,7 @@ from tests.unit.fakes import fake_bzimage
 def test_verdicts_map_to_exit_codes(
     error: BaseException | None, status: int, expected: tuple[str, int]
 ) -> None:
-    assert result_json.verdict(error, status) == result_json.Verdict(*expected)
+    assert verdict(error, status) == Verdict(*expected)
 
 
 def test_result_json_names_kernel_qemu_and_timings(tmp_path: Path) -> None:
@@ -57,7 +59,7 @@ def test_result_json_names_kernel_qemu_and_timings(tmp_path: Path) -> None:
     run.mark("qemu-started")
     built = Images(kernel, tmp_path / "initrd", config, "prebuilt")
 
-    path = result_json.write(run, result_json.Verdict("PASS", 0), built, images.KernelChoice(), "t")
+    path = result_json.write(run, Verdict("PASS", 0), built, images.KernelChoice(), "t")
     data = json.loads(path.read_text())
     assert path == run.file("result.json")
     assert (data["what"], data["verdict"], data["exit_code"]) == ("t", "PASS", 0)
@@ -82,7 +84,7 @@ def test_result_json_without_qemu_or_series(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     built = Images(kernel, tmp_path / "initrd")
     choice = images.KernelChoice(prebuilt=kernel)
-    result_json.write(run, result_json.Verdict("INFRA", 125), built, choice, "t")
+    result_json.write(run, Verdict("INFRA", 125), built, choice, "t")
     data = json.loads(run.file("result.json").read_text())
     assert data["qemu"] == {"version": None, "accel": None}
     assert (data["kernel"]["series_sha256"], data["kernel"]["config_sha256"]) == (None, None)
