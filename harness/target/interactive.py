@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
-from typing import Protocol
 
 import pexpect
 
 from harness.target.console import Console
+from harness.target.pump import READ_SIZE, Peer, Stream, pump
 from harness.target.shell import Shell
 from harness.target.ssh import SshConnection
 
@@ -40,23 +39,49 @@ def attach(shell: Shell, check_crashes: Callable[[], None]) -> None:
     check_crashes()
 
 
+class Keys:
+    """The user's side of a relay: keys from `stdin` until Ctrl-] or its end, output to `stdout`."""
+
+    def __init__(self, stdin: int, stdout: int) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+
+    def fileno(self) -> int:
+        return self.stdin
+
+    def read(self) -> bytes:
+        keys = os.read(self.stdin, 1024)
+        return b"" if ESCAPE in keys else keys
+
+    def write(self, data: bytes) -> None:
+        os.write(self.stdout, data)
+
+
+class ConsoleEnd:
+    """A console as a relay's end: read through it, so it stays logged and crash-checked."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def fileno(self) -> int:
+        return int(self.console.child.child_fd)
+
+    def read(self) -> bytes:
+        try:
+            data = self.console.child.read_nonblocking(READ_SIZE, timeout=0)
+        except (pexpect.EOF, OSError):
+            return b""
+        return str(data).encode(errors="replace")
+
+    def write(self, data: bytes) -> None:
+        self.console.send(data.decode(errors="replace"))
+
+
 def relay(console: Console, stdin: int, stdout: int) -> None:
     """Copy stdin to the console and the console to stdout until EOF, Ctrl-] or its end."""
     console.send("\n")
     with raw_terminal(stdin):
-        while not console.closed:
-            ready, _, _ = select.select([stdin, console.child.child_fd], [], [], 0.5)
-            if console.child.child_fd in ready:
-                try:
-                    data = console.child.read_nonblocking(65536, timeout=0)
-                except (pexpect.EOF, OSError):
-                    break
-                os.write(stdout, data.encode(errors="replace"))
-            if stdin in ready:
-                keys = os.read(stdin, 1024)
-                if not keys or ESCAPE in keys:
-                    break
-                console.send(keys.decode(errors="replace"))
+        pump(Keys(stdin, stdout), ConsoleEnd(console), alive=lambda: not console.closed)
 
 
 def attach_ssh(channel: SshConnection, check_crashes: Callable[[], None]) -> None:
@@ -73,32 +98,11 @@ def attach_ssh(channel: SshConnection, check_crashes: Callable[[], None]) -> Non
     check_crashes()
 
 
-class Peer(Protocol):
-    """A byte stream to relay the terminal to: a socket, or a paramiko channel."""
-
-    def fileno(self) -> int: ...
-
-    def recv(self, size: int) -> bytes: ...
-
-    def sendall(self, data: bytes) -> None: ...
-
-
 def relay_stream(peer: Peer) -> None:
     """The terminal, in raw mode, to and from `peer` until its end, EOF or Ctrl-]."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     with raw_terminal(stdin):
-        while True:
-            ready, _, _ = select.select([stdin, peer], [], [])
-            if peer in ready:
-                data = peer.recv(65536)
-                if not data:
-                    break
-                os.write(stdout, data)
-            if stdin in ready:
-                keys = os.read(stdin, 1024)
-                if not keys or ESCAPE in keys:
-                    break
-                peer.sendall(keys)
+        pump(Keys(stdin, stdout), Stream(peer))
     os.write(stdout, b"\r\n")
 
 

@@ -35,6 +35,7 @@ from harness.target.protocol import (
     Completed,
     FileTransferProtocol,
 )
+from harness.target.pump import Stream, pump
 from harness.target.sshd import HOST_ALIAS, Keys
 
 # Attempts before the guest's server listens fail, and are retried: paramiko's
@@ -320,19 +321,8 @@ class RelaySocket:
     def _copy(self) -> None:
         channel, mine = self._channel, self._mine
         try:
-            while True:
-                # A paramiko channel's fileno() is readable when it has data.
-                ready, _, _ = select.select([channel.fileno(), mine.fileno()], [], [], 1.0)
-                if channel.fileno() in ready:
-                    data = channel.recv(READ_SIZE)
-                    if not data:
-                        break
-                    mine.sendall(data)
-                if mine.fileno() in ready:
-                    data = mine.recv(READ_SIZE)
-                    if not data:
-                        break
-                    channel.sendall(data)
+            # A paramiko channel's fileno() is readable when it has data.
+            pump(Stream(mine), Stream(channel))
         except OSError:
             pass
         finally:
