@@ -236,7 +236,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if workeroutput is not None:
         workeroutput[_WORKER_LEFT] = left
         return
-    left += session.config.stash.get(_LEFT, [])
+    previous: list[str] = session.config.stash.get(_LEFT, [])
+    left += previous
     if left:
         session.config.stash[_LEFT] = left
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

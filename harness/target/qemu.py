@@ -34,15 +34,22 @@ class QemuTarget(Target):
         self.options = options or TargetOptions()
         self._owns_run = run is None  # a RunDir given by the caller is the caller's to close
         self.run_dir = run or RunDir()
-        self.machine: Machine | None = None
+        self._machine: Machine | None = None
         self._shell: Shell | None = None
         self.instances = InstanceConsoles(self.run_dir, self.health)
         self.ssh: SshConnection | None = None
         self._capturing = False
 
     @property
+    def machine(self) -> Machine:
+        """The QEMU machine; InfraError before it is launched and after the close."""
+        if self._machine is None:
+            raise InfraError("the guest's QEMU is not running (not booted, or closed)")
+        return self._machine
+
+    @property
     def debug(self) -> Machine | None:
-        return self.machine
+        return self._machine
 
     @property
     def shell(self) -> Shell:
@@ -82,9 +89,9 @@ class QemuTarget(Target):
         self._launch(config, with_ssh=keys is not None)
         if opts.gdb_port is not None:
             self._announce_gdb(opts.gdb_port)
-        assert self.machine is not None
+        assert self._machine is not None
         self.instances = InstanceConsoles(
-            self.run_dir, self.health, self.machine.consoles, on_timeout=self.capture_hang
+            self.run_dir, self.health, self._machine.consoles, on_timeout=self.capture_hang
         )
         self._shell = self.instances.uart_shell(uarts.HOST_TTY)
         self._shell.wait_ready(opts.boot_timeout)
@@ -98,9 +105,9 @@ class QemuTarget(Target):
         for attempt in range(PORT_ATTEMPTS):
             if with_ssh:
                 config.ssh_port = free_port()
-            self.machine = Machine(config, self.run_dir)
+            self._machine = Machine(config, self.run_dir)
             try:
-                self.machine.launch()
+                self._machine.launch()
                 return
             except InfraError as exc:
                 taken = with_ssh and "host forwarding" in str(exc)
@@ -108,7 +115,7 @@ class QemuTarget(Target):
                     raise
 
     def _connect_ssh(self, keys: sshd.Keys, config: MachineConfig) -> None:
-        machine = self.machine
+        machine = self._machine
         assert machine is not None and config.ssh_port is not None
         channel = SshConnection(
             "127.0.0.1",
@@ -138,26 +145,26 @@ class QemuTarget(Target):
     def health(self) -> None:
         """The machine's crash checks, and GuestExited if QEMU has ended."""
         self.instances.check_crashes()
-        if self.machine is not None:
-            self.machine.health()
+        if self._machine is not None:
+            self._machine.health()
 
     def capture_hang(self, stuck: Shell | None) -> None:
         """Save registers and every kernel's backtraces before a timeout is acted on.
 
         `stuck` is the shell that timed out; None for the SSH channel.
         """
-        if self._capturing or self.machine is None or not self.machine.running():
+        if self._capturing or self._machine is None or not self._machine.running():
             return
         self._capturing = True
         try:
             shells = self.instances.shells
-            hang.capture(self.machine, self.images.kernel, shells, stuck, self.instances.relayed)
+            hang.capture(self._machine, self.images.kernel, shells, stuck, self.instances.relayed)
         finally:
             self._capturing = False
 
     def finish(self) -> None:
         """Flush every kernel's log and check it once more: a late crash still fails the run."""
-        running = self.machine is not None and self.machine.running()
+        running = self._machine is not None and self._machine.running()
         for shell in list(self.instances.shells):
             if not running or shell.unusable or shell.console.closed:
                 continue
@@ -167,8 +174,8 @@ class QemuTarget(Target):
             # A kernel whose crash a test expected may be dead: try briefly.
             with contextlib.suppress(GuestTimeout, ShellUnusable):
                 shell.flush(timeout=5.0, recover=False)
-        if self.machine is not None:
-            self.machine.check_crashes()
+        if self._machine is not None:
+            self._machine.check_crashes()
         self.instances.check_crashes()
 
     def close(self) -> None:
@@ -176,9 +183,9 @@ class QemuTarget(Target):
         if self.ssh is not None:
             self.ssh.close()
             self.ssh = None
-        if self.machine is not None:
-            self.machine.shutdown()
-        self.machine = None
+        if self._machine is not None:
+            self._machine.shutdown()
+        self._machine = None
         self._shell = None
         self.instances.close()
         if self._owns_run:

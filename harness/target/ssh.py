@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import paramiko
 
@@ -35,7 +36,7 @@ from harness.target.protocol import (
     Completed,
     FileTransferProtocol,
 )
-from harness.target.pump import Stream, pump
+from harness.target.pump import Peer, Stream, pump
 from harness.target.sshd import HOST_ALIAS, Keys
 
 # Attempts before the guest's server listens fail, and are retried: paramiko's
@@ -257,7 +258,9 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
         try:
             if self._sftp_client is None:
                 self._sftp_client = self.client.open_sftp()
-                self._sftp_client.get_channel().settimeout(SFTP_TIMEOUT)  # type: ignore[union-attr]
+                sftp_channel = self._sftp_client.get_channel()
+                assert sftp_channel is not None, "open_sftp() gives a client on a channel"
+                sftp_channel.settimeout(SFTP_TIMEOUT)
             yield self._sftp_client
         except OSError as exc:
             if isinstance(exc, (TimeoutError, socket.timeout)):
@@ -298,6 +301,12 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
             self._client = None
 
 
+class Channel(Peer, Protocol):
+    """What a relay needs of a paramiko channel: a byte stream it closes at the end."""
+
+    def close(self) -> None: ...
+
+
 class RelaySocket:
     """A socket whose other end is an SSH channel (paramiko's), for a Console to read and write.
 
@@ -305,7 +314,7 @@ class RelaySocket:
     is the socket's end of file.
     """
 
-    def __init__(self, channel: paramiko.Channel, label: str) -> None:
+    def __init__(self, channel: Channel, label: str) -> None:
         self._channel = channel
         self._mine, self._theirs = socket.socketpair()
         self._pump = threading.Thread(target=self._copy, name=f"relay-{label}", daemon=True)

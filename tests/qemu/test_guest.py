@@ -116,8 +116,9 @@ def test_panic_is_reported_as_a_crash_with_its_excerpt(boot: Boot) -> None:
 def test_a_panic_after_the_last_command_fails_the_run_though_qemu_is_gone(boot: Boot) -> None:
     guest = boot()
     guest.check("(sleep 1; echo c > /proc/sysrq-trigger) > /dev/null 2>&1 &")
-    assert qemu_only(guest).machine is not None and qemu_only(guest).machine.process is not None
-    qemu_only(guest).machine.process.wait(timeout=60)
+    process = qemu_only(guest).machine.process
+    assert process is not None
+    process.wait(timeout=60)
     with pytest.raises(KernelCrash) as info:
         guest.finish()
     assert (info.value.console, info.value.kind) == ("kmsg", "panic")
@@ -136,8 +137,8 @@ def test_a_kernel_warning_on_the_kmsg_stream_fails_the_step(boot: Boot) -> None:
 
 def test_timeout_quotes_the_console_and_teardown_kills_qemu(boot: Boot) -> None:
     guest = boot()
-    assert qemu_only(guest).machine is not None and qemu_only(guest).machine.process is not None
     process = qemu_only(guest).machine.process
+    assert process is not None
     with pytest.raises(GuestTimeout) as info:
         qemu_only(guest).shell.run("echo still-$((40 + 2)); sleep 600", timeout=3)
     assert "still-42" in info.value.tail  # the command's output, not its echo

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def fresh_choice() -> None:
 
 @pytest.fixture
 def kvm_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accel.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
 
 
 def test_tcg_request_needs_no_probe(tmp_path: Path) -> None:

@@ -39,8 +39,10 @@ def test_spawn_json_has_every_run_the_medians_and_the_ratio() -> None:
     figures = spawn_json([_sample(2.0, 0.4, 0.5, 1.0), _sample(4.0, 0.2, 0.5, 1.0)], 1 << 29)
     assert figures["accel"] == ["tcg"]
     assert figures["instance_memory"] == 1 << 29
-    assert len(figures["runs"]) == 2  # type: ignore[arg-type]
-    assert figures["median"]["spawn"]["purgatory"] == pytest.approx(0.3)  # type: ignore[index]
+    runs, median = figures["runs"], figures["median"]
+    assert isinstance(runs, list) and len(runs) == 2
+    assert isinstance(median, dict)
+    assert median["spawn"]["purgatory"] == pytest.approx(0.3)
     assert figures["ratio"] == pytest.approx(1 / 3)
     assert figures["stamped_ratio"] == pytest.approx(0.8 / 0.5)
 

@@ -341,7 +341,7 @@ def test_cache_dir_refuses_a_directory_it_cannot_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MKH_CACHE", str(tmp_path))
-    monkeypatch.setattr(paths.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(InfraError, match=f"cache directory {tmp_path}/runs is not writable"):
         paths.cache_dir("runs")
 

@@ -54,7 +54,7 @@ def wait_for(condition: object, timeout: float = 5.0) -> bool:
 def test_relay_socket_carries_both_ways_and_ends_with_the_channel(tmp_path: Path) -> None:
     remote, ours = socket.socketpair()
     channel = FakeChannel(ours)
-    console = Console("mkcon3", RelaySocket(channel, "mkcon3"), tmp_path / "c.log")  # type: ignore[arg-type]
+    console = Console("mkcon3", RelaySocket(channel, "mkcon3"), tmp_path / "c.log")
     remote.sendall(b"[    0.000000] Linux version 6.12\r\nmkh-guest: ready\r\n")
     console.watch()
     assert wait_for(lambda: "mkh-guest: ready" in console.tail())
@@ -71,7 +71,7 @@ def test_relay_socket_carries_both_ways_and_ends_with_the_channel(tmp_path: Path
 def test_closing_the_console_closes_the_channel(tmp_path: Path) -> None:
     remote, ours = socket.socketpair()
     channel = FakeChannel(ours)
-    console = Console("mkcon1", RelaySocket(channel, "mkcon1"), tmp_path / "c.log")  # type: ignore[arg-type]
+    console = Console("mkcon1", RelaySocket(channel, "mkcon1"), tmp_path / "c.log")
     console.close()
     assert wait_for(lambda: channel.closed)
     assert remote.recv(10) == b""  # the relay in the host sees its stdin end
@@ -79,7 +79,7 @@ def test_closing_the_console_closes_the_channel(tmp_path: Path) -> None:
 
 def test_a_crash_on_the_stream_is_seen_by_its_detector(tmp_path: Path) -> None:
     remote, ours = socket.socketpair()
-    console = Console("mkcon2", RelaySocket(FakeChannel(ours), "mkcon2"), tmp_path / "c.log")  # type: ignore[arg-type]
+    console = Console("mkcon2", RelaySocket(FakeChannel(ours), "mkcon2"), tmp_path / "c.log")
     console.watch()
     remote.sendall(b"[    1.0] Kernel panic - not syncing: lkdtm\r\n")
     assert wait_for(lambda: console.crash is not None)

@@ -30,14 +30,19 @@ def _controlling_tty() -> None:
 
 @pytest.fixture
 def pty_shell(tmp_path: Path) -> Iterator[Callable[..., Shell]]:
-    """A factory: Shell(**kwargs) on busybox sh, started the way the mkh init starts it."""
+    """A factory: a Shell on busybox sh, started the way the mkh init starts it."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for applet in ("sh", "sleep", "echo", "cat", "base64", "rm", "wc"):
         (bindir / applet).symlink_to(BUSYBOX)
     made: list[tuple[Console, subprocess.Popen[bytes]]] = []
 
-    def start(typed_ahead: str = "", **kwargs: object) -> Shell:
+    def start(
+        typed_ahead: str = "",
+        log: Console | None = None,
+        on_timeout: Callable[[Shell], None] | None = None,
+        kmsg: str = logsync.KMSG,
+    ) -> Shell:
         master, slave = pty.openpty()
         proc = subprocess.Popen(
             ["sh", "-c", f'echo "{READY}"; exec sh -i'],
@@ -53,7 +58,7 @@ def pty_shell(tmp_path: Path) -> Iterator[Callable[..., Shell]]:
         os.write(master, typed_ahead.encode())
         console = Console("pty", os.fdopen(master, "rb", buffering=0), tmp_path / "pty.log")
         made.append((console, proc))
-        shell = Shell(console, lambda: None, **kwargs)  # type: ignore[arg-type]
+        shell = Shell(console, lambda: None, log, on_timeout, kmsg)
         shell.wait_ready(10)
         return shell
 

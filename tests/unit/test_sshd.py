@@ -18,6 +18,7 @@ def test_each_run_gets_its_own_keys_readable_only_by_the_user(tmp_path: Path) ->
     first = sshd.make_keys(tmp_path / "a")
     second = sshd.make_keys(tmp_path / "b")
     assert first.client.get_fingerprint() != second.client.get_fingerprint()
+    assert first.host is not None and second.host is not None  # a run's own host key is pinned
     assert first.host.get_fingerprint() != second.host.get_fingerprint()
     for keys in (first, second):
         assert stat.S_IMODE(keys.directory.stat().st_mode) == 0o700
@@ -29,6 +30,7 @@ def test_the_authorized_key_is_the_clients_and_the_pinned_host_key_is_the_server
     tmp_path: Path,
 ) -> None:
     keys = sshd.make_keys(tmp_path / "k")
+    assert keys.host is not None
     kind, blob, _ = (keys.directory / "authorized_keys").read_text().split()
     assert (kind, blob) == (keys.client.get_name(), keys.client.get_base64())
     # What dropbear will present is what the client pins (and ssh(1) finds).
@@ -40,7 +42,9 @@ def test_the_authorized_key_is_the_clients_and_the_pinned_host_key_is_the_server
     ).stdout
     assert f"{keys.host.get_name()} {keys.host.get_base64()}" in printed
     known = paramiko.HostKeys(str(keys.directory / "known_hosts"))
-    assert known.lookup(sshd.HOST_ALIAS) == {keys.host.get_name(): keys.host}
+    pinned = known.lookup(sshd.HOST_ALIAS)
+    assert pinned is not None
+    assert dict(pinned) == {keys.host.get_name(): keys.host}
 
 
 def test_the_layer_has_the_server_the_sftp_subsystem_and_every_library(tmp_path: Path) -> None:
@@ -71,7 +75,9 @@ def test_the_pinned_host_key_is_found_on_any_port(tmp_path: Path, port: int) -> 
     client = channel._client_for()
     # paramiko's own lookup for that address and port (plain name on port 22).
     name = "192.0.2.7" if port == 22 else f"[192.0.2.7]:{port}"
-    assert client.get_host_keys().lookup(name) == {keys.host.get_name(): keys.host}
+    pinned = client.get_host_keys().lookup(name)
+    assert pinned is not None
+    assert dict(pinned) == {keys.host.get_name(): keys.host}
 
 
 def test_a_key_file_that_is_no_key_is_refused_with_its_path(tmp_path: Path) -> None:
