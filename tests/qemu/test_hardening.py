@@ -4,7 +4,9 @@ Each test here fails on the series before that review: a kexec_file_load
 refused while a halt waits, id bits that load a plain image, an instance
 that turns ACPI back on, a console device any user can open once its mode
 allows, a pool silently placed anywhere for @0, multikernel loads that use
-up the host's kexec load limit.
+up the host's kexec load limit.  The last one shows what the host already
+survived and still must: an instance that writes garbage over the memory
+it shares with the host.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ KEXEC_MULTIKERNEL = 0x10
 MK_ID_SHIFT = 5
 # A graceful halt waits this long for an acknowledgment (kernel/multikernel/kexec.c).
 HALT_WAIT = 10.0
+# An instance's shared area: console rings and message rings (include/linux/multikernel.h).
+SHARED_SIZE = 44 << 10
+SCRIBBLE_SECONDS = 15
 
 
 def boot_host(boot: Boot, append: str = "mkkernel_pool=1G") -> tuple[Guest, Multikernel]:
@@ -132,3 +137,61 @@ def test_a_pool_placed_at_address_0_is_refused(boot: Boot) -> None:
     assert mk.pool() is None
     assert "not a 2 MiB aligned address above 0; no pool" in guest.check("dmesg")
     assert mk.upload(dtb.to_dtb([WEB])).errno == "ENOSPC"
+
+
+def test_an_instance_scribbling_over_its_shared_area_cannot_take_the_host_down(
+    boot: Boot,
+) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    pool = mk.pool()
+    assert pool is not None
+    region = pool.child(WEB.name)
+    assert region is not None
+    # The shared area is the top 44 KiB of the instance's memory: its
+    # console's rings, then the message rings (include/linux/multikernel.h).
+    shared = region.end + 1 - SHARED_SIZE
+    guest.check("dmesg -c > /dev/null")
+    shell.check(
+        f"( end=$(($(date +%s) + {SCRIBBLE_SECONDS})); while [ $(date +%s) -lt $end ]; do "
+        f"dd if=/dev/urandom of=/dev/mem bs=4096 seek={shared // 4096} "
+        f"count={SHARED_SIZE // 4096} conv=notrunc 2>/dev/null; done ) > /dev/null 2>&1 &"
+    )
+    deadline = time.monotonic() + SCRIBBLE_SECONDS
+    while time.monotonic() < deadline:
+        # Each may fail (the rings are garbage); none may hang or oops the host.
+        guest.run(f"mkctl ping --id {WEB.id} --count 2 2>&1", timeout=60)
+        guest.run(f"mkctl send --id {WEB.id} --count 2 2>&1", timeout=60)
+        guest.run(f"timeout 2 cat /dev/mkcon{WEB.id} > /dev/null 2>&1", timeout=60)
+    assert guest.check("echo host-$((6 * 7))").strip() == "host-42"
+    log = [line for line in guest.check("dmesg").splitlines() if "multikernel:" in line]
+    # Rate-limited: a few lines per kind of problem, not one per message.
+    kinds = {re.sub(r"[0-9a-fx]+", "N", line.split("multikernel:", 1)[1]) for line in log}
+    assert len(log) <= 12 * max(1, len(kinds)), log
+
+    assert mk.halt(WEB.id, force=True).ok
+    assert mk.unload(WEB.id).ok
+    assert mk.remove(WEB.name).ok
+    free = mk.pool()
+    assert free is not None and free.children == ()
+
+
+def test_a_cpu_that_does_not_stop_keeps_its_cpu_and_memory_from_everyone(boot: Boot) -> None:
+    guest, mk = boot_host(boot)
+    mk.spawn(WEB)
+    # Like a CPU in VMX root operation or SMM: the next CPU stopped gets no INIT.
+    guest.check(f"echo ignore > {DEBUGFS}/stop_inject")
+    refused = mk.halt(WEB.id)
+    assert refused.errno == "EIO", refused.output
+    assert "instance web-server: CPU 1 did not stop" in guest.check("dmesg | tail -5")
+    assert mk.status(WEB.name) == "failed"
+    # Its CPU is not the host's: it cannot be brought online here.
+    online = guest.run("echo 1 > /sys/devices/system/cpu/cpu1/online")
+    assert online.status != 0
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0"
+
+    # Once the CPU does stop, everything comes back.
+    assert mk.halt(WEB.id, force=True).ok
+    assert mk.status(WEB.name) == "loading"
+    mk.set_cpu_online(1, True)
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
