@@ -110,3 +110,25 @@ def test_kho_inject_refuses_an_unknown_mode(boot: Boot) -> None:
     result = guest.run(f"echo bogus > {KNOB}")
     assert result.status != 0 and "Invalid argument" in result.output
     assert guest.check(f"cat {KNOB}").strip() == "none"
+
+
+def test_handover_as_the_rfcs_patch_16_writes_it_restores_the_instance(boot: Boot) -> None:
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest)
+    # No msg-area, host-apic-id or console-area: what patch 16 and the
+    # interface sheet's section 6 describe.
+    guest.check(f"echo seed > {KNOB}")
+    shell = mk.spawn(WEB)
+    child = mk.restored(shell)
+    assert list(child) == [WEB.name]
+    assert child[WEB.name].id == WEB.id
+    assert child[WEB.name].device_tree_source == mk.view(WEB.name).device_tree_source
+    start, end = iomem_region(shell, WEB.name)
+    assert (start, end) == iomem_region(guest, WEB.name)
+    log = shell.check("dmesg")
+    assert "handover ignored" not in log
+    assert "restored from a handover without a message area: no messages to the host" in log
+    # Without rings it cannot say it is up; the host stops it all the same.
+    assert mk.status(WEB.name) == "loading"
+    assert mk.halt(WEB.id, force=True).ok
+    assert mk.status(WEB.name) == "loading"

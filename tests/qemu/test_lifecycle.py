@@ -289,29 +289,33 @@ def test_others_keep_running_while_one_is_halted_and_started_again(boot: Boot) -
         assert values == list(range(len(values)))  # no gap, no repeat
 
 
+# Written where the tests look for it, and only ever typed as a regex that does not match itself.
+FILL = "yes MKH-SECRET-PATTERN | head -c $(({mib} << 20)) > /tmp/fill"
+
+
+def ram_hits(sh: Shell) -> int:
+    """How often the pattern FILL writes is in the System RAM of the kernel behind `sh`."""
+    iomem = sh.check("cat /proc/iomem")
+    found = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)
+    assert found
+    start, end = (int(x, 16) for x in found.groups())
+    # 1 MiB at a time: grep holds a whole line, and free RAM is
+    # megabytes of zeroes without a newline (all of it got grep
+    # OOM-killed in a 128 MiB instance).
+    first, last = start // 4096, (end + 1) // 4096
+    scan = (
+        f"n=0; p={first}; while [ $p -lt {last} ]; do k=$(({last} - p)); "
+        "[ $k -gt 256 ] && k=256; c=$(dd if=/dev/mem bs=4096 skip=$p count=$k 2>/dev/null"
+        " | grep -c 'MKH-SECR[E]T-PATTERN'); n=$((n + c)); p=$((p + k)); done; echo $n"
+    )
+    return int(sh.check(scan, timeout=600))
+
+
 def test_the_next_instance_never_sees_the_last_ones_data(boot: Boot) -> None:
     _, mk = boot_host(boot)
     first = Instance("first", 1, (1,), 0x8000000)
     shell = mk.spawn(first)
-    # The pattern is only ever typed as a regex that does not match itself.
-    shell.check("yes MKH-SECRET-PATTERN | head -c $((48 << 20)) > /tmp/fill")
-
-    def ram_hits(sh: Shell) -> int:
-        iomem = sh.check("cat /proc/iomem")
-        found = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)
-        assert found
-        start, end = (int(x, 16) for x in found.groups())
-        # 1 MiB at a time: grep holds a whole line, and free RAM is
-        # megabytes of zeroes without a newline (all of it got grep
-        # OOM-killed in a 128 MiB instance).
-        first, last = start // 4096, (end + 1) // 4096
-        scan = (
-            f"n=0; p={first}; while [ $p -lt {last} ]; do k=$(({last} - p)); "
-            "[ $k -gt 256 ] && k=256; c=$(dd if=/dev/mem bs=4096 skip=$p count=$k 2>/dev/null"
-            " | grep -c 'MKH-SECR[E]T-PATTERN'); n=$((n + c)); p=$((p + k)); done; echo $n"
-        )
-        return int(sh.check(scan, timeout=600))
-
+    shell.check(FILL.format(mib=48))
     assert ram_hits(shell) > 0
     region = mk.pool()
     assert region is not None
@@ -327,6 +331,23 @@ def test_the_next_instance_never_sees_the_last_ones_data(boot: Boot) -> None:
     after = pool.child("second")
     assert after is not None and (after.start, after.end) == (before.start, before.end)
     assert ram_hits(nxt) == 0
+
+
+def test_a_restart_and_a_new_image_never_see_the_last_runs_data(boot: Boot) -> None:
+    _, mk = boot_host(boot)
+    inst = Instance("again", 1, (1,), 0x4000000)
+    shell = mk.spawn(inst)
+    shell.check(FILL.format(mib=16))
+    assert ram_hits(shell) > 0
+    assert mk.halt(inst.id).ok
+    # The same image, started again in the same memory.
+    shell = mk.start(inst)
+    assert ram_hits(shell) == 0
+    shell.check(FILL.format(mib=16))
+    assert mk.halt(inst.id, force=True).ok
+    # A new image loaded into it.
+    assert mk.unload(inst.id).ok
+    assert ram_hits(mk.spawn(inst)) == 0
 
 
 def test_poweroff_inside_an_instance_gives_its_cpu_back(boot: Boot) -> None:

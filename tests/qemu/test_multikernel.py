@@ -23,6 +23,7 @@ POOL = "mkkernel_pool=2G"
 MEMORY = "4G"
 WEB = Instance("web-server", 1, (1,), 0x20000000)
 DB = Instance("database", 2, (2, 3), 0x40000000)
+MIB = 1 << 20  # the least memory an instance can have
 
 # usage.rst Phase 1, step 1: the example device tree.
 USAGE_DTS = EXAMPLE_DTS.read_text()
@@ -119,22 +120,23 @@ BAD_DTBS: list[tuple[str, Callable[[], bytes], str, str]] = [
     ),
     (
         "duplicate-id",
-        lambda: dtb.to_dtb([Instance("a", 5, (2,), 4096), Instance("b", 5, (3,), 4096)]),
+        lambda: dtb.to_dtb([Instance("a", 5, (2,), MIB), Instance("b", 5, (3,), MIB)]),
         "EEXIST",
         "b",
     ),
     (
         "duplicate-name",
-        lambda: dtb.to_dtb([Instance("web-server", 6, (2,), 4096)]),
+        lambda: dtb.to_dtb([Instance("web-server", 6, (2,), MIB)]),
         "EEXIST",
         "web-server",
     ),
-    ("id-in-use", lambda: dtb.to_dtb([Instance("c", 1, (2,), 4096)]), "EEXIST", "c"),
-    ("cpu-taken", lambda: dtb.to_dtb([Instance("d", 7, (1,), 4096)]), "EBUSY", "d"),
-    ("cpu-out-of-range", lambda: dtb.to_dtb([Instance("e", 8, (9,), 4096)]), "EINVAL", "e"),
-    ("boot-cpu", lambda: dtb.to_dtb([Instance("z", 14, (0,), 4096)]), "EINVAL", "z"),
+    ("id-in-use", lambda: dtb.to_dtb([Instance("c", 1, (2,), MIB)]), "EEXIST", "c"),
+    ("cpu-taken", lambda: dtb.to_dtb([Instance("d", 7, (1,), MIB)]), "EBUSY", "d"),
+    ("cpu-out-of-range", lambda: dtb.to_dtb([Instance("e", 8, (9,), MIB)]), "EINVAL", "e"),
+    ("boot-cpu", lambda: dtb.to_dtb([Instance("z", 14, (0,), MIB)]), "EINVAL", "z"),
     ("memory-over-pool", lambda: dtb.to_dtb([Instance("f", 9, (2,), 3 << 30)]), "ENOSPC", "f"),
     ("memory-unaligned", lambda: dtb.to_dtb([Instance("g", 10, (2,), 0x1001)]), "EINVAL", "g"),
+    ("memory-below-1-MiB", lambda: dtb.to_dtb([Instance("m", 15, (2,), 0xFF000)]), "EINVAL", "m"),
     ("truncated", lambda: dtb.to_dtb([DB])[:60], "EINVAL", "<none>"),
     ("garbage", lambda: b"this is not a device tree blob at all" * 4, "EINVAL", "<none>"),
     *(
@@ -148,7 +150,7 @@ BAD_DTBS: list[tuple[str, Callable[[], bytes], str, str]] = [
     ),
     (
         "one-bad-instance-of-two",
-        lambda: dtb.to_dtb([Instance("h", 11, (2,), 4096), Instance("i", 12, (9,), 4096)]),
+        lambda: dtb.to_dtb([Instance("h", 11, (2,), MIB), Instance("i", 12, (9,), MIB)]),
         "EINVAL",
         "i",
     ),
@@ -196,7 +198,7 @@ def test_mkdir_rmdir_and_privilege(boot: Boot) -> None:
     assert pool_of(mk).free == free + DB.memory
     assert pool_of(mk).child("database") is None
     # CPUs 2 and 3 are free again: a new instance may take them.
-    assert mk.upload(dtb.to_dtb([Instance("again", 2, (2, 3), 4096)])).ok
+    assert mk.upload(dtb.to_dtb([Instance("again", 2, (2, 3), MIB)])).ok
 
     assert mk.load(WEB.id).ok
     assert mk.remove("web-server").errno == "EBUSY"
