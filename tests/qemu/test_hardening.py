@@ -4,9 +4,9 @@ Each test here fails on the series before that review: a kexec_file_load
 refused while a halt waits, id bits that load a plain image, an instance
 that turns ACPI back on, a console device any user can open once its mode
 allows, a pool silently placed anywhere for @0, multikernel loads that use
-up the host's kexec load limit.  The last one shows what the host already
-survived and still must: an instance that writes garbage over the memory
-it shares with the host.
+up the host's kexec load limit, a stop taken for granted, an instance on
+half a core.  One shows what the host already survived and still must: an
+instance that writes garbage over the memory it shares with the host.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import dtb
-from harness.dtb import Instance
-from harness.guest import Guest
-from harness.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
-from harness.mk import Multikernel, errno_name
+from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import Multikernel, errno_name
+from harness.target.base import Target
 
 pytestmark = pytest.mark.qemu
-Boot = Callable[..., Guest]
+Boot = Callable[..., Target]
 
 WEB = Instance("web-server", 1, (1,), 0x10000000)
 DEBUGFS = "/sys/kernel/debug/multikernel"
@@ -39,12 +39,14 @@ SHARED_SIZE = 44 << 10
 SCRIBBLE_SECONDS = 15
 
 
-def boot_host(boot: Boot, append: str = "mkkernel_pool=1G") -> tuple[Guest, Multikernel]:
-    guest = boot(smp=2, memory="2G", append=append)
-    return guest, Multikernel(guest)
+def boot_host(
+    boot: Boot, append: str = "mkkernel_pool=1G", smp: int = 2, threads: int = 1
+) -> tuple[Target, Multikernel]:
+    guest = boot(smp=smp, threads=threads, memory="2G", append=append)
+    return guest, Multikernel(guest, guest.instances)
 
 
-def load_plain(guest: Guest, flags: int = 0) -> str | None:
+def load_plain(guest: Target, flags: int = 0) -> str | None:
     """`mkctl load --id 0` with extra kexec flags: the errno name, or None when it loaded."""
     args = ["mkctl", "load", "--id", "0", "--kernel", BOOT_KERNEL, "--initrd", BOOT_INITRAMFS]
     if flags:
@@ -195,3 +197,27 @@ def test_a_cpu_that_does_not_stop_keeps_its_cpu_and_memory_from_everyone(boot: B
     assert mk.status(WEB.name) == "loading"
     mk.set_cpu_online(1, True)
     assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
+
+
+def test_an_instance_gets_whole_cores_unless_the_host_allows_split_ones(boot: Boot) -> None:
+    guest, mk = boot_host(boot, smp=4, threads=2)
+    # QEMU's threads=2: CPUs 0-1 are one core, 2-3 the other.
+    siblings = "/sys/devices/system/cpu/cpu2/topology/thread_siblings_list"
+    assert guest.check(f"cat {siblings}").strip() == "2-3"
+    half = Instance("half", 1, (3,), 0x4000000)
+    guest.check("dmesg -c > /dev/null")
+    assert mk.upload(dtb.to_dtb([half])).errno == "EINVAL"
+    assert "instance half: CPU 3 shares its core with CPU 2" in guest.check("dmesg")
+    assert mk.instances() == []
+    # Offline, a CPU has no siblings in sysfs; the kernel still knows its core.
+    mk.set_cpu_online(2, False)
+    assert mk.upload(dtb.to_dtb([half])).errno == "EINVAL"
+    mk.set_cpu_online(2, True)
+
+    whole = Instance("whole", 1, (2, 3), 0x10000000)
+    shell = mk.spawn(whole)
+    assert shell.check("nproc").strip() == "2"
+
+    _, split_mk = boot_host(boot, smp=4, threads=2, append="mkkernel_pool=1G mkkernel_split_cores")
+    assert split_mk.upload(dtb.to_dtb([half])).ok
+    assert split_mk.status(half.name) == "ready"

@@ -114,7 +114,7 @@ def test_kho_inject_refuses_an_unknown_mode(boot: Boot) -> None:
 
 def test_handover_as_the_rfcs_patch_16_writes_it_restores_the_instance(boot: Boot) -> None:
     guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G")
-    mk = Multikernel(guest)
+    mk = Multikernel(guest, guest.instances)
     # No msg-area, host-apic-id or console-area: what patch 16 and the
     # interface sheet's section 6 describe.
     guest.check(f"echo seed > {KNOB}")
