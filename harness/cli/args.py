@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.build import images, initramfs
@@ -41,14 +42,33 @@ def existing_file(text: str) -> Path:
     return Path(text)
 
 
-def smp(text: str) -> int:
+@dataclass(frozen=True)
+class Smp:
+    """--smp N or --smp N,threads=T, as QEMU's -smp takes them."""
+
+    cpus: int
+    threads: int = 1
+
+
+def smp(text: str) -> Smp:
+    count, _, rest = text.partition(",")
+    threads = 1
+    if rest:
+        key, _, value = rest.partition("=")
+        if key != "threads" or not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected N or N,threads=T (threads per core)"
+            )
+        threads = int(value)
     try:
-        value = int(text)
+        cpus = int(count)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= value <= MAX_SMP:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SMP} (CONFIG_NR_CPUS), got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"not a number: {count!r}") from None
+    if not 1 <= cpus <= MAX_SMP:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SMP} (CONFIG_NR_CPUS), got {cpus}")
+    if cpus % threads:
+        raise argparse.ArgumentTypeError(f"{cpus} CPUs are not whole cores of {threads} threads")
+    return Smp(cpus, threads)
 
 
 def memory(text: str) -> str:
@@ -116,7 +136,11 @@ def add_machine(parser: argparse.ArgumentParser) -> None:
     add_kernel_choice(parser)
     group = parser.add_argument_group("machine")
     group.add_argument(
-        "--smp", type=smp, default=4, help=f"number of CPUs, 1 to {MAX_SMP} (default 4)"
+        "--smp",
+        type=smp,
+        default=Smp(4),
+        metavar="N[,threads=T]",
+        help=f"number of CPUs, 1 to {MAX_SMP} (default 4), and SMT threads per core",
     )
     group.add_argument(
         "--memory", type=memory, help=f"guest memory, QEMU syntax (default {DEFAULT_MEMORY})"
@@ -202,7 +226,8 @@ def target_options(args: argparse.Namespace) -> TargetOptions:
             f"MKH_TRANSPORT={args.transport} is not a transport (one of {', '.join(TRANSPORTS)})"
         )
     return TargetOptions(
-        smp=args.smp,
+        smp=args.smp.cpus,
+        threads=args.smp.threads,
         memory=args.memory or DEFAULT_MEMORY,
         append=args.append,
         accel=args.accel,

@@ -40,6 +40,7 @@ class MachineConfig:
     initrd: Path | None = None
     append: str = ""
     smp: int = 4
+    threads: int = 1
     memory: str = "2G"
     accel: str = "auto"
     cpu: str | None = None
@@ -131,7 +132,7 @@ class Machine:
             "-cpu",
             cpu,
             "-smp",
-            str(cfg.smp),
+            f"{cfg.smp},threads={cfg.threads}" if cfg.threads > 1 else str(cfg.smp),
             "-m",
             cfg.memory,
             "-nodefaults",

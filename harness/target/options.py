@@ -14,6 +14,8 @@ MAX_SMP = 16
 @dataclass
 class TargetOptions:
     smp: int = 4
+    # SMT threads per core, as QEMU's -smp N,threads=T (N a multiple of T).
+    threads: int = 1
     memory: str = "2G"
     append: str = ""
     accel: str = "auto"

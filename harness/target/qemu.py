@@ -82,6 +82,7 @@ class QemuTarget(Target):
             initrd=initrd,
             append=append,
             smp=opts.smp,
+            threads=opts.threads,
             memory=opts.memory,
             accel=opts.accel,
             gdb_port=opts.gdb_port,

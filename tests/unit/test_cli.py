@@ -140,6 +140,12 @@ def test_run_options_reach_the_guest_options(
     opts = cli_args.target_options(args)
     assert (opts.smp, opts.memory, opts.append, opts.accel) == (2, "512M", "quiet", "tcg")
     assert opts.put == [(Path("a"), "/b")]
+    assert opts.threads == 1
+
+
+def test_smp_takes_qemus_threads_per_core() -> None:
+    opts = cli_args.target_options(parse("run", "--smp", "4,threads=2", "--", "true"))
+    assert (opts.smp, opts.threads) == (4, 2)
 
 
 @pytest.mark.parametrize(
@@ -275,6 +281,8 @@ BAD_INPUT = [
     (["run", "--memory", "0", "--", "true"], "--memory: size must be more than 0"),
     (["run", "--smp", "0", "--", "true"], "--smp: must be 1 to 16"),
     (["shell", "--smp", "17"], "--smp: must be 1 to 16"),
+    (["run", "--smp", "3,threads=2", "--", "true"], "3 CPUs are not whole cores of 2 threads"),
+    (["run", "--smp", "4,sockets=2", "--", "true"], "expected N or N,threads=T"),
     (["run", "--append", "mkkernel_pool=3G", "--", "true"], "does not fit in --memory 2G"),
     (["run", "--memory", "1G", "--append", "mkkernel_pool=1G@4G", "--", "true"], "not fit"),
     (["shell", "--memory", "1G", "--instance", "web-server"], "does not fit in --memory 1G"),
