@@ -311,12 +311,17 @@ def ram_hits(sh: Shell) -> int:
     return int(sh.check(scan, timeout=600))
 
 
+def spawn_and_fill(mk: Multikernel, inst: Instance, mib: int) -> None:
+    """Start `inst` and have its kernel write the pattern into `mib` MiB of its RAM."""
+    shell = mk.spawn(inst)
+    shell.check(FILL.format(mib=mib))
+    assert ram_hits(shell) > 0
+
+
 def test_the_next_instance_never_sees_the_last_ones_data(boot: Boot) -> None:
     _, mk = boot_host(boot)
     first = Instance("first", 1, (1,), 0x8000000)
-    shell = mk.spawn(first)
-    shell.check(FILL.format(mib=48))
-    assert ram_hits(shell) > 0
+    spawn_and_fill(mk, first, 48)
     region = mk.pool()
     assert region is not None
     before = region.child("first")
@@ -336,9 +341,7 @@ def test_the_next_instance_never_sees_the_last_ones_data(boot: Boot) -> None:
 def test_a_restart_and_a_new_image_never_see_the_last_runs_data(boot: Boot) -> None:
     _, mk = boot_host(boot)
     inst = Instance("again", 1, (1,), 0x4000000)
-    shell = mk.spawn(inst)
-    shell.check(FILL.format(mib=16))
-    assert ram_hits(shell) > 0
+    spawn_and_fill(mk, inst, 16)
     assert mk.halt(inst.id).ok
     # The same image, started again in the same memory.
     shell = mk.start(inst)
