@@ -1,8 +1,8 @@
 """Progress reporting for long steps.
 
 On a terminal a step is one line that keeps its elapsed time and latest status
-up to date; elsewhere (CI logs, pipes) a step prints a start line and an end
-line with the time it took, and nothing in between.
+up to date; elsewhere (CI logs, pipes) a step prints a start line, its status
+at most once a minute, and an end line with the time it took.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol, TextIO
 
+# Off a terminal, a step's status goes out as a line of its own at most this often.
+LOG_EVERY = 60.0
+
 
 class Step:
     """A running step; `update()` sets the status shown after its title."""
@@ -23,6 +26,7 @@ class Step:
         self.title = title
         self.status = ""
         self.started = time.monotonic()
+        self._logged = self.started
         self._stream = stream
         self._live = stream.isatty()
         self._stop = threading.Event()
@@ -36,12 +40,18 @@ class Step:
         self.status = status.strip()
         if self._live:
             self._draw()
+        elif time.monotonic() - self._logged >= LOG_EVERY:
+            self._logged = time.monotonic()
+            self._stream.write(self._line() + "\n")
+            self._stream.flush()
+
+    def _line(self) -> str:
+        secs = int(self.elapsed())
+        return f"  {self.title} [{secs // 60:02d}:{secs % 60:02d}] {self.status}"
 
     def _draw(self) -> None:
-        secs = int(self.elapsed())
-        line = f"  {self.title} [{secs // 60:02d}:{secs % 60:02d}] {self.status}"
         with self._lock:
-            self._stream.write("\r\033[K" + line[:160])
+            self._stream.write("\r\033[K" + self._line()[:160])
             self._stream.flush()
 
     def _tick(self) -> None:
