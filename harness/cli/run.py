@@ -23,8 +23,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         line = "sh /run/mkh/script"
     else:
         line = common.command_line(args)
-    ran = run(RunRequest(kernel, options, line, args.timeout, args.artifacts))
-    common.print_output(ran)
+    ran = run(RunRequest(kernel, options, line, args.timeout, args.artifacts), common.print_output)
     return ran.status
 
 

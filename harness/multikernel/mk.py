@@ -345,6 +345,7 @@ class Multikernel:
         self.spawn_seconds[inst.name] = time.monotonic() - started
         self.spawned[inst.name] = shell
         self.names[inst.id] = inst.name
+        self.instance_consoles.logged.add(inst.name)  # its console carries its log
         return shell
 
     @staticmethod

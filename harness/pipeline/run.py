@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,12 @@ class RunRequest:
     artifacts: Path | None = None  # the run directory; None: a new one in the cache
 
 
-def run(request: RunRequest) -> Completed:
-    """Boot, run the command, take a last look at every log; result.json says how it went."""
+def run(request: RunRequest, show: Callable[[Completed], None] | None = None) -> Completed:
+    """Boot, run the command, take a last look at every log; result.json says how it went.
+
+    `show` gets what the command printed before that last look, which may
+    still fail the run: the output is not lost.
+    """
     built = images_for(request.kernel, request.options)
     what = f"mkh run: {request.command}"
     with RunDir(request.artifacts) as run_dir:
@@ -36,6 +41,8 @@ def run(request: RunRequest) -> Completed:
             try:
                 target.boot()
                 ran = target.run(request.command, timeout=request.timeout)
+                if show is not None:
+                    show(ran)
                 target.finish()
             except (HarnessError, KeyboardInterrupt) as exc:
                 exc.add_note(f"artifacts: {run_dir.path}")

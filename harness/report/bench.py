@@ -126,7 +126,7 @@ def density_table(run: DensityRun) -> str:
         ),
         ("memory per instance", f"{run.memory // MIB} MiB"),
         ("  pool stride", f"{run.pool_stride // kib} KiB (2 MiB-aligned starts)"),
-        ("  shared area", "44 KiB at its top: 8 KiB message rings, 36 KiB console"),
+        ("  shared area", "108 KiB at its top: 8 KiB message rings, 100 KiB console and log"),
         (
             "  its kernel sees",
             f"MemTotal {run.instance_memtotal // kib} KiB, "

@@ -3,7 +3,9 @@
 A shell is on a UART of QEMU's (ttyS0-ttyS3, each kernel's log on its own
 port), or on a console relayed over the host's SSH connection (an
 instance's mkcon).  Every shell is crash-checked with its target and reports
-a hang to it; the relayed consoles are logged and crash-checked here.
+a hang to it; the relayed consoles are logged and crash-checked here, and so
+are the logs the host keeps of instances that log to none of these
+(harness/target/instance_logs.py).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Callable, Mapping
 
 from harness.core.errors import InfraError
 from harness.core.rundir import RunDir
-from harness.target import uarts
+from harness.target import instance_logs, uarts
 from harness.target.console import Console, check_crashes
+from harness.target.protocol import CommandProtocol
 from harness.target.shell import Shell
 from harness.target.ssh import RelaySocket, SshConnection
 
@@ -38,6 +41,8 @@ class InstanceConsoles:
         self._on_timeout = on_timeout
         self.shells: list[Shell] = []  # every shell in use, the host's first
         self.relayed: dict[str, Console] = {}  # consoles relayed over SSH, by name
+        # Instances whose kernel logs to a console of these, crash-checked already.
+        self.logged: set[str] = set()
 
     @property
     def uarts(self) -> tuple[str, ...]:
@@ -87,6 +92,10 @@ class InstanceConsoles:
     def check_crashes(self) -> None:
         """KernelCrash if a relayed console showed one."""
         check_crashes(self.relayed.values(), self.run_dir)
+
+    def check_instance_logs(self, commands: CommandProtocol) -> None:
+        """KernelCrash if the log the host keeps of an instance not in `logged` shows one."""
+        instance_logs.check(commands, self.run_dir, self.logged)
 
     def close(self) -> None:
         for console in self.relayed.values():

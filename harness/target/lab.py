@@ -115,10 +115,12 @@ class LabTarget(Target):
         return self.ssh
 
     def finish(self) -> None:
-        """A last look at the console: a late crash still fails the run."""
+        """A last look at the console and the instances' logs: a late crash still fails the run."""
         if self.ssh is not None:
             self.ssh.run(":", timeout=30)
         self.health()
+        if self.ssh is not None:
+            self.instances.check_instance_logs(self.ssh)
 
     def close(self) -> None:
         self.instances.close()

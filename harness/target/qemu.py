@@ -164,7 +164,10 @@ class QemuTarget(Target):
             self._capturing = False
 
     def finish(self) -> None:
-        """Flush every kernel's log and check it once more: a late crash still fails the run."""
+        """Flush every kernel's log and check it once more: a late crash still fails the run.
+
+        The logs the host keeps of instances are checked too (instance_logs.py).
+        """
         running = self._machine is not None and self._machine.running()
         for shell in list(self.instances.shells):
             if not running or shell.unusable or shell.console.closed:
@@ -178,6 +181,8 @@ class QemuTarget(Target):
         if self._machine is not None:
             self._machine.check_crashes()
         self.instances.check_crashes()
+        if running:
+            self.instances.check_instance_logs(self.commands)
 
     def close(self) -> None:
         """Tear the guest down (and release a run directory it made)."""

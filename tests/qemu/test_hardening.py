@@ -35,7 +35,7 @@ MK_ID_SHIFT = 5
 # A graceful halt waits this long for an acknowledgment (kernel/multikernel/kexec.c).
 HALT_WAIT = 10.0
 # An instance's shared area: console rings and message rings (include/linux/multikernel.h).
-SHARED_SIZE = 44 << 10
+SHARED_SIZE = 108 << 10
 SCRIBBLE_SECONDS = 15
 
 
@@ -150,8 +150,8 @@ def test_an_instance_scribbling_over_its_shared_area_cannot_take_the_host_down(
     assert pool is not None
     region = pool.child(WEB.name)
     assert region is not None
-    # The shared area is the top 44 KiB of the instance's memory: its
-    # console's rings, then the message rings (include/linux/multikernel.h).
+    # The shared area is the top 108 KiB of the instance's memory: its
+    # console's rings and log, then the message rings (include/linux/multikernel.h).
     shared = region.end + 1 - SHARED_SIZE
     guest.check("dmesg -c > /dev/null")
     shell.check(

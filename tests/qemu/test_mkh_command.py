@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +12,10 @@ import pexpect
 import pytest
 
 from harness.build.images import Images
+from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
 from harness.core.errors import EXIT_CRASH, EXIT_TIMEOUT
+from harness.multikernel import dtb
+from harness.multikernel.dtb import Instance
 from tests.conftest import MKH, TRANSPORT, kasan_shadow, qemu_processes
 
 pytestmark = pytest.mark.qemu
@@ -68,6 +72,41 @@ def test_run_panic_exits_with_the_crash_code(guest_images: Images, tmp_path: Pat
     assert "panic" in done.stderr and "Kernel panic - not syncing" in done.stderr
     assert "Kernel panic" in (art / "console-kmsg.log").read_text()
     assert "Kernel panic" not in (art / "console-ttyS0.log").read_text()  # the shell's UART
+
+
+def test_run_script_fails_on_a_warning_of_an_instance_started_by_hand(
+    guest_images: Images, tmp_path: Path
+) -> None:
+    """Its kernel logs to ttyS1 at level 1 only, which no harness log sees; the host's copy does."""
+    web = Instance("web-server", 1, (1,), 0x10000000)
+    blob = tmp_path / "web.dtb"
+    blob.write_bytes(dtb.to_dtb([web]))
+    warning = f"WARNING: CPU: 0 PID: 1 at {web.name}-by-hand"
+    run = f"dmesg -n 1; echo {warning} > /dev/kmsg"
+    cmdline = f'console=ttyS1 mkkernel_uart=ttyS1 mkh.tty=ttyS1 mkh.run="{run}"'
+    log = f"/sys/fs/multikernel/instances/{web.name}/log"
+    logged = shlex.quote(f"] {warning}$")  # the record, not the command line that has it
+    script = tmp_path / "by-hand.sh"
+    script.write_text(
+        "set -e\n"
+        "cat /tmp/web.dtb > /sys/fs/multikernel/device_tree\n"
+        "echo 0 > /sys/devices/system/cpu/cpu1/online\n"
+        f"mkctl load --id {web.id} --kernel {BOOT_KERNEL} --initrd {BOOT_INITRAMFS} "
+        f"--cmdline {shlex.quote(cmdline)}\n"
+        f"mkctl exec --id {web.id}\n"
+        # Until the host has it: then only the harness's last look can fail the run.
+        f"for i in $(seq 240); do grep -q {logged} {log} && break; sleep 1; done\n"
+        f"grep -c {logged} {log}\n"
+    )
+    art = tmp_path / "art"
+    done = mkh(
+        "run", "--memory", "1G", "--append", "mkkernel_pool=512M", "--put", f"{blob}:/tmp/web.dtb",
+        "--artifacts", str(art), "--script", str(script),
+    )  # fmt: skip
+    assert done.stdout == "1\n", done.stderr  # the script saw the line in the host's copy
+    assert done.returncode == EXIT_CRASH, done.stderr
+    assert f"kernel crash (warning) on instance {web.name}" in done.stderr
+    assert warning in (art / f"instance-{web.name}.log").read_text()
 
 
 def test_run_timeout_kills_qemu_and_keeps_logs(guest_images: Images, tmp_path: Path) -> None:
