@@ -5,7 +5,8 @@ refused while a halt waits, id bits that load a plain image, an instance
 that turns ACPI back on, a console device any user can open once its mode
 allows, a pool silently placed anywhere for @0, multikernel loads that use
 up the host's kexec load limit, a stop taken for granted, an instance on
-half a core.  One shows what the host already survived and still must: an
+half a core, an instance that polls the machine-check banks or turns
+machine checks off.  One shows what the host already survived and still must: an
 instance that writes garbage over the memory it shares with the host.
 """
 
@@ -120,6 +121,20 @@ def test_acpi_force_on_an_instance_command_line_leaves_acpi_to_the_host(boot: Bo
     assert guest.check("echo host-$((6 * 7))").strip() == "host-42"
     assert mk.ping(WEB.id).ok
     assert shell.check("echo inst-$((7 * 7))").strip() == "inst-49"
+
+
+def test_an_instance_leaves_the_machine_check_banks_to_the_host(boot: Boot) -> None:
+    """No polling and no CMCI there, and #MC stays on even with mce=off."""
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB, cmdline="mce=off")
+    knobs = " ".join(
+        f"/sys/devices/system/machinecheck/machinecheck0/{knob}"
+        for knob in ("ignore_ce", "cmci_disabled")
+    )
+    assert guest.check(f"cat {knobs}").split() == ["0", "0"]
+    assert shell.check(f"cat {knobs}").split() == ["1", "1"]
+    log = guest.run_dir.console_log("kmsg1").read_text()
+    assert "machine checks stay on in a multikernel instance" in log
 
 
 def test_the_console_device_needs_cap_sys_admin_whatever_its_mode(boot: Boot) -> None:
