@@ -69,6 +69,19 @@ class GuestExited(HarnessError):
         self.returncode = returncode
 
 
+class ConnectionLost(HarnessError):
+    """The connection to a guest broke while the guest still runs (its SSH server, say).
+
+    The machine's health was checked first: a guest that crashed or ended
+    raised that instead. What is left is the harness's connection failing.
+    """
+
+    def __init__(self, console: str, detail: str) -> None:
+        super().__init__(f"{console}: the connection broke while the guest still runs: {detail}")
+        self.console = console
+        self.detail = detail
+
+
 class GuestCommandFailed(HarnessError, AssertionError):
     """A guest command that had to succeed did not."""
 

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import paramiko
 
-from harness.core.errors import GuestExited, GuestTimeout, InfraError
+from harness.core.errors import ConnectionLost, GuestTimeout, InfraError
 from harness.target.console import SLICE, Console
 from harness.target.logsync import LogSync
 from harness.target.protocol import (
@@ -47,6 +47,8 @@ KEEPALIVE = 5  # seconds between keepalives on an idle connection
 SFTP_TIMEOUT = 120.0  # seconds one SFTP request may take
 READ_SIZE = 65536
 TAIL_BYTES = 2000
+LOST_GRACE = 1.0  # seconds to let a machine that is ending be seen so before blaming the link
+RELAY_EXIT_GRACE = 3.0  # seconds a relay's remote command has to exit once its input ends
 
 
 class SshConnection(CommandProtocol, FileTransferProtocol):
@@ -155,13 +157,25 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
     def _session(self) -> paramiko.Channel:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            self.health()
-            raise GuestExited(self.name, "the SSH connection is gone")
+            raise self._lost("the SSH connection is gone")
         try:
             return transport.open_session(timeout=CONNECT_ATTEMPT)
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(f"no SSH session: {exc}") from exc
+
+    def _lost(self, detail: str) -> ConnectionLost:
+        """The error for a connection that broke, once health() had LOST_GRACE to see more.
+
+        A guest that crashed or reset closes the connection a moment before
+        its machine is seen gone: that is the guest's failure, which health()
+        raises. Only a guest still running after the grace gives ConnectionLost.
+        """
+        deadline = time.monotonic() + LOST_GRACE
+        self.health()
+        while time.monotonic() < deadline:
+            time.sleep(SLICE)
             self.health()
-            raise GuestExited(self.name, f"no SSH session: {exc}") from exc
+        return ConnectionLost(self.name, detail)
 
     def run(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Completed:
         """Run a shell command line; its stdout, stderr and exit status."""
@@ -189,8 +203,7 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
                 channel.exec_command(line)
                 channel.shutdown_write()  # the command reads EOF, never the harness's stdin
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                self.health()
-                raise GuestExited(self.name, f"the command did not start: {exc}") from exc
+                raise self._lost(f"the command did not start: {exc}") from exc
             while True:
                 while channel.recv_ready():
                     stdout += self._note_bytes(channel.recv(READ_SIZE))
@@ -208,8 +221,7 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
                 elif channel.closed or (channel.eof_received and channel.status_event.wait(SLICE)):
                     if not channel.exit_status_ready():
                         self._note("[ended without an exit status]\n")
-                        self.health()
-                        raise GuestExited(self.name, self._tail(stdout, stderr))
+                        raise self._lost(f"{command!r} ended without an exit status")
                     continue
                 self.health()
                 if time.monotonic() > deadline:
@@ -268,8 +280,7 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
                 raise GuestTimeout(self.name, what, SFTP_TIMEOUT, "") from exc
             raise InfraError(f"{what} over SFTP failed: {exc}") from exc
         except (paramiko.SSHException, EOFError) as exc:
-            self.health()
-            raise GuestExited(self.name, f"{what} over SFTP failed: {exc}") from exc
+            raise self._lost(f"{what} over SFTP failed: {exc}") from exc
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create (or replace) file `path` with exactly `data`."""
@@ -302,7 +313,11 @@ class SshConnection(CommandProtocol, FileTransferProtocol):
 
 
 class Channel(Peer, Protocol):
-    """What a relay needs of a paramiko channel: a byte stream it closes at the end."""
+    """What a relay needs of a paramiko channel: a byte stream it ends, waits on and closes."""
+
+    status_event: threading.Event  # set once the remote command's exit status came
+
+    def shutdown_write(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -317,6 +332,7 @@ class RelaySocket:
     def __init__(self, channel: Channel, label: str) -> None:
         self._channel = channel
         self._mine, self._theirs = socket.socketpair()
+        self._closing = threading.Event()  # our side ends the relay, not the channel
         self._pump = threading.Thread(target=self._copy, name=f"relay-{label}", daemon=True)
         self._pump.start()
 
@@ -324,8 +340,9 @@ class RelaySocket:
         return self._theirs.fileno()
 
     def close(self) -> None:
+        self._closing.set()
         self._theirs.close()
-        self._pump.join(timeout=5)
+        self._pump.join(timeout=RELAY_EXIT_GRACE + 2)
 
     def _copy(self) -> None:
         channel, mine = self._channel, self._mine
@@ -335,5 +352,21 @@ class RelaySocket:
         except OSError:
             pass
         finally:
+            if self._closing.is_set():
+                self._end(channel)
             channel.close()
             mine.close()
+
+    @staticmethod
+    def _end(channel: Channel) -> None:
+        """End the remote command's input and give it time to exit before the channel closes.
+
+        Closing the channel of a command still running races the server:
+        Debian 12's dropbear then may close the next channel opened on that
+        connection, and the next command fails to start.
+        """
+        try:
+            channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            return
+        channel.status_event.wait(RELAY_EXIT_GRACE)

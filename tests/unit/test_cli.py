@@ -17,6 +17,7 @@ from harness.core.errors import (
     EXIT_CRASH,
     EXIT_INFRA,
     EXIT_TIMEOUT,
+    ConnectionLost,
     GuestCommandFailed,
     GuestExited,
     GuestTimeout,
@@ -159,6 +160,7 @@ def test_smp_takes_qemus_threads_per_core() -> None:
         (GuestTimeout("ttyS0", "sleep", 3, "tail text"), EXIT_TIMEOUT, "tail text"),
         (InfraError("qemu missing"), EXIT_INFRA, "qemu missing"),
         (GuestExited("ttyS0", "reset"), EXIT_CRASH, "QEMU exited"),
+        (ConnectionLost("ssh", "no SSH session"), EXIT_INFRA, "while the guest still runs"),
         # A command the harness needed failing is the harness's failure, not a FAIL.
         (GuestCommandFailed("ttyS0", "mkctl", 2, "EBUSY"), EXIT_INFRA, "EBUSY"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from harness.core.errors import InfraError
 from harness.multikernel import dtb, mkcon
 from harness.multikernel.mk import MKCON, Multikernel
 from harness.report import bench
-from harness.target import uarts
+from harness.target import ssh, uarts
 from harness.target.console import Console
 from harness.target.instances import InstanceConsoles
 from harness.target.protocol import CommandProtocol, Completed
@@ -24,9 +25,11 @@ from harness.target.ssh import RelaySocket
 class FakeChannel:
     """A paramiko channel's surface, over one end of a socket pair."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, exits_on_eof: bool = True) -> None:
         self.sock = sock
         self.closed = False
+        self.status_event = threading.Event()  # the remote command's exit status came
+        self.exits_on_eof = exits_on_eof
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -36,6 +39,11 @@ class FakeChannel:
 
     def sendall(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+        if self.exits_on_eof:
+            self.status_event.set()
 
     def close(self) -> None:
         self.closed = True
@@ -68,13 +76,32 @@ def test_relay_socket_carries_both_ways_and_ends_with_the_channel(tmp_path: Path
     assert "Linux version" in (tmp_path / "c.log").read_text()
 
 
-def test_closing_the_console_closes_the_channel(tmp_path: Path) -> None:
+def test_closing_the_console_ends_the_relay_and_waits_for_it_before_closing(
+    tmp_path: Path,
+) -> None:
     remote, ours = socket.socketpair()
-    channel = FakeChannel(ours)
+    channel = FakeChannel(ours, exits_on_eof=False)
+    console = Console("mkcon1", RelaySocket(channel, "mkcon1"), tmp_path / "c.log")
+    closing = threading.Thread(target=console.close)
+    closing.start()
+    assert remote.recv(10) == b""  # the relay in the host sees its stdin end
+    time.sleep(0.3)
+    assert not channel.closed  # its command has not exited yet
+    channel.status_event.set()  # it exits
+    assert wait_for(lambda: channel.closed)
+    closing.join(5)
+    assert not closing.is_alive()
+
+
+def test_a_relay_that_does_not_exit_is_closed_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssh, "RELAY_EXIT_GRACE", 0.2)
+    _remote, ours = socket.socketpair()
+    channel = FakeChannel(ours, exits_on_eof=False)
     console = Console("mkcon1", RelaySocket(channel, "mkcon1"), tmp_path / "c.log")
     console.close()
-    assert wait_for(lambda: channel.closed)
-    assert remote.recv(10) == b""  # the relay in the host sees its stdin end
+    assert wait_for(lambda: channel.closed, timeout=2)
 
 
 def test_a_crash_on_the_stream_is_seen_by_its_detector(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from harness.build import images, source
 from harness.build.images import Images
 from harness.core.errors import (
+    ConnectionLost,
     GuestCommandFailed,
     GuestExited,
     GuestTimeout,
@@ -35,6 +36,7 @@ from tests.unit.fakes import fake_bzimage
         (GuestTimeout("ttyS0", "x", 1, ""), 0, ("TIMEOUT", 124)),
         (InfraError("no qemu"), 0, ("INFRA", 125)),
         (GuestExited("ttyS0", ""), 0, ("CRASH", 123)),  # the guest ended by itself
+        (ConnectionLost("ssh", "no session"), 0, ("INFRA", 125)),  # the guest still runs
         (RuntimeError("bug"), 0, ("INFRA", 125)),
         (KeyboardInterrupt(), 0, ("INTERRUPTED", 130)),
         (Interrupted(15), 0, ("INTERRUPTED", 143)),
