@@ -4,7 +4,8 @@ Each test here fails on the series before that review: a kexec_file_load
 refused while a halt waits, id bits that load a plain image, an instance
 that turns ACPI back on, a console device any user can open once its mode
 allows, a pool silently placed anywhere for @0, multikernel loads that use
-up the host's kexec load limit, a stop taken for granted, an instance on
+up the host's kexec load limit, a stop taken for granted, a stopped CPU
+left with machine checks off, an instance on
 half a core, an instance that polls the machine-check banks or turns
 machine checks off.  One shows what the host already survived and still must: an
 instance that writes garbage over the memory it shares with the host.
@@ -24,6 +25,7 @@ from harness.multikernel import dtb
 from harness.multikernel.dtb import Instance
 from harness.multikernel.mk import Multikernel, errno_name
 from harness.target.base import Target
+from tests.conftest import qemu_only
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Target]
@@ -212,6 +214,30 @@ def test_a_cpu_that_does_not_stop_keeps_its_cpu_and_memory_from_everyone(boot: B
     assert mk.status(WEB.name) == "loading"
     mk.set_cpu_online(1, True)
     assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
+
+
+# A machine check QEMU raises on a vCPU: VAL|UC|EN|PCC in MCi_STATUS, RIPV|MCIP in MCG_STATUS.
+MCE_UNCORRECTED = "0xb200000000000000 0x5 0 0"
+
+
+def test_a_machine_check_on_a_cpu_an_instance_gave_back_does_not_reset_the_machine(
+    boot: Boot,
+) -> None:
+    guest, mk = boot_host(boot)
+    machine = qemu_only(guest).machine
+    mk.spawn(WEB)
+    assert mk.halt(WEB.id, force=True).ok
+    # A CPU in wait-for-SIPI has CR4.MCE clear: a machine check shuts it down,
+    # which on a real machine (and in QEMU) resets it.
+    machine.hmp(f"mce 1 1 {MCE_UNCORRECTED}")
+    time.sleep(1)
+    assert machine.running(), "QEMU reset the machine: the parked CPU had machine checks off"
+    assert guest.check("echo alive") == "alive\n"
+    # The CPU comes back, and runs an instance again.
+    mk.set_cpu_online(1, True)
+    assert guest.check("cat /sys/devices/system/cpu/online").strip() == "0-1"
+    mk.set_cpu_online(1, False)
+    assert mk.start(WEB).check("echo again") == "again\n"
 
 
 def test_an_instance_gets_whole_cores_unless_the_host_allows_split_ones(boot: Boot) -> None:
