@@ -1,13 +1,17 @@
-"""Stand-ins the unit tests share."""
+"""Stand-ins the unit tests share, and the suite's conftest run on tests of their own."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from harness.build.images import Images
 from harness.core.errors import InfraError, KernelCrash
+from harness.core.paths import REPO
 from harness.core.rundir import RunDir
 from harness.target.base import Target
 from harness.target.options import TargetOptions
@@ -90,3 +94,28 @@ class Machines:
         made = FakeTarget(run_dir, self.crash.pop(0) if self.crash else None, self.status)
         self.made.append(made)
         return made
+
+
+def inner_suite(
+    root: Path, files: dict[str, str], *options: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """pytest with the suite's conftest (tests/conftest.py) on `files`, written to `root`.
+
+    It runs without this process's pytest and mkh variables, with `env`.
+    """
+    (root / "pytest.ini").write_text("[pytest]\n")
+    for name, text in files.items():
+        (root / name).write_text(text)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MKH_"))}
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider"),
+            *("-c", str(root / "pytest.ini"), *options, str(root)),
+        ],
+        cwd=REPO,
+        env={**inherited, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
