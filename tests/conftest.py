@@ -15,13 +15,11 @@ import pytest
 
 from harness.build import images
 from harness.build.images import Images
-from harness.core.errors import verdict
 from harness.core.lock import locked
 from harness.core.paths import cache_dir
 from harness.core.rundir import RunDir
-from harness.report import result_json
+from harness.pipeline.boot import Boots
 from harness.target.base import Target
-from harness.target.factory import make_target
 from harness.target.labgrid import Lab
 from harness.target.machine import process_name
 from harness.target.options import TargetOptions
@@ -185,20 +183,16 @@ def boot(
     more before teardown: a crash printed late still fails the test.  Each
     target's run directory gets a result.json with the test's verdict.
     """
-    started: list[Target] = []
     lab = lab_machine
+    boots = Boots(guest_images, images.kernel_choice(), request.node.nodeid, lab)
 
     def start(**fields: Any) -> Target:
-        if lab is not None and started:
+        if lab is not None and boots.targets:
             pytest.skip("on a lab machine: a second machine (a lab run boots one kernel at a time)")
         fields.setdefault("transport", "ssh" if lab is not None else TRANSPORT)
         if lab is not None:
             fields["boot_timeout"] = 0.0  # the lab's own setting
-        target = make_target(
-            guest_images, TargetOptions(**fields), RunDir(tmp_path / f"run{len(started)}"), lab
-        )
-        started.append(target)
-        target.boot()
+        target = boots.boot(TargetOptions(**fields), RunDir(tmp_path / f"run{len(boots.targets)}"))
         if lab is not None:
             _require_cpus(target, fields)
         return target
@@ -206,22 +200,11 @@ def boot(
     yield start
     failure = request.node.stash.get(_FAILURE, None)
     try:
-        if failure is None:
-            for guest in started:
-                # Also when QEMU has ended: a late panic must still fail the test.
-                guest.finish()
-    except BaseException as exc:
-        failure = exc
-        raise
+        # After a pass, a last look at every log, also when QEMU has ended: a late
+        # panic must still fail the test.  A skipped test has no verdict to record.
+        boots.end(failure, record=not isinstance(failure, pytest.skip.Exception))
     finally:
-        for guest in started:
-            guest.close()
-        if not isinstance(failure, pytest.skip.Exception):
-            outcome = verdict(failure)
-            choice = images.kernel_choice()
-            for guest in started:
-                result_json.write(guest.run_dir, outcome, guest_images, choice, request.node.nodeid)
-        for guest in started:
+        for guest in boots.targets:
             guest.run_dir.close()
 
 

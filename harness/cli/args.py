@@ -12,7 +12,6 @@ from pathlib import Path
 from harness.build import images, initramfs
 from harness.core import sizes
 from harness.core.errors import InfraError
-from harness.multikernel import dtb
 from harness.target.machine import free_port
 from harness.target.options import MAX_SMP, TRANSPORTS, TargetOptions
 from harness.target.protocol import Completed
@@ -260,7 +259,7 @@ def print_output(ran: Completed) -> None:
         sys.stderr.flush()
 
 
-def report(problems: list[str] | list[dtb.Problem]) -> int:
+def report(problems: list[str]) -> int:
     """Each problem on stderr; status 1 if there is any."""
     for problem in problems:
         sys.stderr.write(f"mkh: {problem}\n")

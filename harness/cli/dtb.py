@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from harness.cli import args as common
 from harness.multikernel import dtb
+from harness.pipeline.dtb import DtbRequest, device_tree
 
 ACTIONS = {
     "compile": "check a .dts and write it as a DTB",
@@ -17,27 +17,14 @@ ACTIONS = {
 
 
 def cmd_dtb(args: argparse.Namespace) -> int:
-    try:
-        blob = dtb.load(args.file)
-        problems = dtb.check(blob, dtb.Budget(cpus=args.cpus, pool_free=args.pool))
-    except dtb.DtsError as exc:
-        sys.stderr.write(f"mkh: {exc}\n")
-        return 1
-    except dtb.DtbError as exc:
-        sys.stderr.write(f"mkh: {args.file}: {exc} (EINVAL)\n")
-        return 1
-    if args.action == "compile":
-        if problems:
-            return common.report(problems)
-        out = args.output or args.file.with_suffix(".dtb")
-        out.write_bytes(blob)
-        print(out)
-        return 0
-    if args.action == "show":
-        for inst in dtb.parse(blob)[0]:
-            print(f"# instances/{inst.name}/device_tree_source")
-            print(dtb.instance_dts(inst))
-    return common.report(problems)
+    budget = dtb.Budget(cpus=args.cpus, pool_free=args.pool)
+    report = device_tree(DtbRequest(args.action, args.file, budget, args.output))
+    for name, source in report.sources:
+        print(f"# instances/{name}/device_tree_source")
+        print(source)
+    if report.written is not None:
+        print(report.written)
+    return common.report(report.problems)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

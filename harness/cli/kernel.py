@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.build import images, series, source
+from harness.build import source
 from harness.cli import args as common
 from harness.core.progress import note
+from harness.pipeline.kernel import (
+    BuildRequest,
+    ExportRequest,
+    KernelTreeRequest,
+    SeriesCheckRequest,
+    build,
+    export_patches,
+    kernel_tree,
+    series_check,
+)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    built = images.resolve(common.kernel_choice(args))
+    built = build(BuildRequest(common.kernel_choice(args)))
     print(f"kernel: {built.kernel}")
     print(f"initramfs: {built.initrd}")
     print(f"source: {built.description}")
@@ -19,7 +29,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel_tree(args: argparse.Namespace) -> int:
-    tree = source.make_kernel_tree(args.dir, with_series=not args.no_series)
+    tree = kernel_tree(KernelTreeRequest(args.dir, with_series=not args.no_series))
     print(tree)
     note(
         f"edit the series as commits on branch 'series' in {tree}; build it with "
@@ -29,14 +39,14 @@ def cmd_kernel_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_series_check(args: argparse.Namespace) -> int:
-    problems = series.check(args.dir, args.base, build=not args.no_build)
+    problems = series_check(SeriesCheckRequest(args.dir, args.base, build=not args.no_build))
     if not problems:
         note("every patch is checkpatch --strict clean" + ("" if args.no_build else " and builds"))
     return common.report(problems)
 
 
 def cmd_export_patches(args: argparse.Namespace) -> int:
-    written = source.export_patches(args.dir, args.base)
+    written = export_patches(ExportRequest(args.dir, args.base))
     for patch in written:
         print(patch)
     note(f"wrote {len(written)} patches and the series file")

@@ -9,9 +9,8 @@ from pathlib import Path
 from harness.build.images import KernelChoice
 from harness.core.errors import HarnessError
 from harness.core.rundir import RunDir
+from harness.pipeline.boot import Boots
 from harness.pipeline.prepare import images_for
-from harness.report import result_json
-from harness.target.factory import make_target
 from harness.target.options import TargetOptions
 from harness.target.protocol import Completed
 
@@ -34,20 +33,17 @@ def run(request: RunRequest, show: Callable[[Completed], None] | None = None) ->
     still fail the run: the output is not lost.
     """
     built = images_for(request.kernel, request.options)
-    what = f"mkh run: {request.command}"
+    boots = Boots(built, request.kernel, f"mkh run: {request.command}")
     with RunDir(request.artifacts) as run_dir:
-        target = make_target(built, request.options, run_dir)
-        with result_json.recorded(run_dir, built, request.kernel, what) as status:
-            try:
-                target.boot()
+        try:
+            with boots.ended() as status:
+                target = boots.boot(request.options, run_dir)
                 ran = target.run(request.command, timeout=request.timeout)
                 if show is not None:
                     show(ran)
-                target.finish()
-            except (HarnessError, KeyboardInterrupt) as exc:
+                status.value = ran.status
+        except (HarnessError, KeyboardInterrupt) as exc:
+            if boots.targets:  # not before there is a target: its run directory has its logs
                 exc.add_note(f"artifacts: {run_dir.path}")
-                raise
-            finally:
-                target.close()
-            status.value = ran.status
+            raise
     return ran

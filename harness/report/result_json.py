@@ -98,6 +98,27 @@ class Status:
     value: int = 0
 
 
+def record(
+    run: RunDir,
+    error: BaseException | None,
+    status: int,
+    images: Images,
+    choice: KernelChoice,
+    what: str,
+) -> None:
+    """Write result.json for a run that raised `error`, else ended with `status`.
+
+    After an error, a result.json that cannot be written is a note on the
+    error: the run's own error matters more.
+    """
+    try:
+        write(run, verdict(error, status), images, choice, what)
+    except OSError as failed:
+        if error is None:
+            raise
+        error.add_note(f"result.json not written: {failed}")
+
+
 @contextmanager
 def recorded(run: RunDir, images: Images, choice: KernelChoice, what: str) -> Iterator[Status]:
     """Write result.json when the block ends: from its exception, else the status it set."""
@@ -105,9 +126,6 @@ def recorded(run: RunDir, images: Images, choice: KernelChoice, what: str) -> It
     try:
         yield status
     except BaseException as exc:
-        try:
-            write(run, verdict(exc), images, choice, what)
-        except OSError as failed:  # the run's own error matters more
-            exc.add_note(f"result.json not written: {failed}")
+        record(run, exc, 0, images, choice, what)
         raise
-    write(run, verdict(None, status.value), images, choice, what)
+    record(run, None, status.value, images, choice, what)

@@ -17,15 +17,6 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-@pytest.fixture
-def patches_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    target = tmp_path / "patches"
-    target.mkdir()
-    monkeypatch.setattr(source, "PATCHES_DIR", target)
-    monkeypatch.setenv("MKH_CACHE", str(tmp_path / "cache"))
-    return target
-
-
 def fake_kernel(repo: Path) -> None:
     repo.mkdir()
     (repo / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")

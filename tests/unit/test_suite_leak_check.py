@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from harness.core.paths import REPO
+from tests.unit.fakes import inner_suite
 
 # One test leaves a process behind that carries its worker's QEMU process
 # name, as a leaked QEMU would; the other test is clean.
@@ -35,28 +33,9 @@ def test_clean() -> None:
 
 
 def test_a_qemu_left_by_an_xdist_worker_fails_the_run(tmp_path: Path) -> None:
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    (tmp_path / "test_leaky.py").write_text(LEAKY)
     pids = tmp_path / "pids"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTEST_XDIST_WORKER", "MKH_TEST_RUN", "MKH_QEMU_NAME")
-    }
-    env.update(FAKE_QEMU_PIDS=str(pids), PYTHONPATH=str(REPO))
     try:
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "pytest", "-p", "tests.conftest", "-n", "2"),
-                *("-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"), str(tmp_path)),
-            ],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = inner_suite(tmp_path, {"test_leaky.py": LEAKY}, "-n", "2", FAKE_QEMU_PIDS=str(pids))
     finally:
         for pid in pids.read_text().split() if pids.exists() else []:
             os.kill(int(pid), signal.SIGKILL)
