@@ -65,14 +65,20 @@ def fragments(tree: Path | None = None, debug: bool = False) -> list[Path]:
     A fragment whose first line is `# mkh: requires PATH` applies only to
     trees that have PATH (the series' fragment needs the series).
     """
-    chosen = []
     extra = sorted(DEBUG_RECIPE_DIR.glob("*.config")) if debug else []
-    for frag in [*sorted(LINUX_RECIPE_DIR.glob("*.config")), *extra]:
-        first = frag.read_text().partition("\n")[0]
-        needs = first.removeprefix(REQUIRES) if first.startswith(REQUIRES) else None
-        if tree is None or needs is None or (tree / needs.strip()).exists():
-            chosen.append(frag)
-    return chosen
+    every = [*sorted(LINUX_RECIPE_DIR.glob("*.config")), *extra]
+    return [frag for frag in every if tree is None or fits(frag, tree)]
+
+
+def requirement(frag: Path) -> str | None:
+    """The path (relative to a kernel tree) a fragment needs, if it names one."""
+    first = frag.read_text().partition("\n")[0]
+    return first.removeprefix(REQUIRES).strip() if first.startswith(REQUIRES) else None
+
+
+def fits(frag: Path, tree: Path) -> bool:
+    needs = requirement(frag)
+    return needs is None or (tree / needs).exists()
 
 
 def toolchain_id() -> str:
@@ -110,9 +116,8 @@ def _build_env() -> dict[str, str]:
 def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
     """tinyconfig + fragments + olddefconfig; every fragment option must survive."""
     chosen = fragments(source.path, source.debug)
-    skipped = sorted(set(fragments(debug=source.debug)) - set(chosen))
-    if skipped:
-        note(f"{source.path} lacks the series; not applying {', '.join(f.name for f in skipped)}")
+    for frag in sorted(set(fragments(debug=source.debug)) - set(chosen)):
+        note(f"{source.path} has no {requirement(frag)}; not applying {frag.name}")
     wanted = kconfig.merge_fragments(chosen)
     make = _make(source, out)
     config = (out or source.path) / ".config"

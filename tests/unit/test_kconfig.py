@@ -101,3 +101,19 @@ def test_debug_kernel_from_the_environment_and_refused_for_a_prebuilt(tmp_path: 
     with pytest.raises(InfraError, match="--debug-kernel cannot apply to a prebuilt"):
         images.kernel_choice(prebuilt=fake, debug=True, env={})
     assert not images.kernel_choice(prebuilt=fake, env={"MKH_DEBUG_KERNEL": "1"}).debug
+
+
+def test_a_fragment_applies_only_to_a_tree_with_the_file_it_requires(tmp_path: Path) -> None:
+    from harness.build import kernel
+
+    names = [f.name for f in kernel.fragments()]
+    by_name = {f.name: f for f in kernel.fragments()}
+    # The fault-injection knobs arrive late in the series: its earlier
+    # commits build without them (mkh series-check).
+    assert kernel.requirement(by_name["multikernel-debug.config"]) == "kernel/multikernel/debug.c"
+    (tmp_path / "kernel/multikernel").mkdir(parents=True)
+    (tmp_path / "kernel/multikernel/Kconfig").write_text("")
+    partial = [f.name for f in kernel.fragments(tmp_path)]
+    assert "multikernel.config" in partial and "multikernel-debug.config" not in partial
+    (tmp_path / "kernel/multikernel/debug.c").write_text("")
+    assert [f.name for f in kernel.fragments(tmp_path)] == names
