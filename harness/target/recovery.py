@@ -25,6 +25,18 @@ from harness.target.shell import READY
 from harness.target.ssh import SshConnection
 
 REACH_TIMEOUT = 30.0  # seconds for the running system to answer SSH before a power cycle
+# The kernel of an earlier run may have instances, and a host refuses a kexec
+# over them (EBUSY): stop, unload and remove each first, and name them.
+CLEAR_INSTANCES = """
+for dir in /sys/fs/multikernel/instances/*/; do
+  [ -d "$dir" ] || continue
+  id=$(cat "$dir/id")
+  {mkctl} halt --id "$id" --force 2>/dev/null
+  {mkctl} unload --id "$id" 2>/dev/null
+  rmdir "$dir" && echo "${{dir%/}}"
+done
+true
+"""
 
 
 class KexecStrategy:
@@ -82,6 +94,9 @@ class KexecStrategy:
             running.put(images.kernel, f"{stage}/bzImage")
             running.put(initrd, f"{stage}/initrd", mode=0o600)
             running.put(initramfs.helper("mkctl"), f"{stage}/mkctl")
+            cleared = running.check(CLEAR_INSTANCES.format(mkctl=f"{stage}/mkctl")).split()
+            if cleared:
+                note(f"removed the instances an earlier run left: {', '.join(cleared)}")
             # Loaded in the open, so a refusal (lockdown, no KEXEC_FILE) is reported as such.
             running.check(
                 f"{stage}/mkctl load --id 0 --kernel {stage}/bzImage --initrd {stage}/initrd "
