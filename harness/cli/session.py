@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from harness.cli import args as common
 from harness.core.progress import note
@@ -32,6 +33,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return ran.status
 
 
+def cmd_kexec(args: argparse.Namespace) -> int:
+    note(f"session {args.session}: kexec of its host kernel, the instances running on ...")
+    run_dir = session.kexec(args.session, args.kernel, args.initrd, args.append)
+    note(f"session {args.session}: the new host kernel answers (logs: {run_dir})")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     note(f"session {args.session} is down (logs: {session.down(args.session)})")
     return 0
@@ -55,6 +63,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex.add_argument("session", help="the session's name (`mkh up --name`)")
     common.add_command(ex)
     ex.set_defaults(func=cmd_exec)
+
+    kx = sub.add_parser(
+        "kexec", help="replace a session's host kernel by kexec, its instances running on"
+    )
+    kx.add_argument("session", help="the session's name")
+    kx.add_argument(
+        "--kernel", type=Path, metavar="BZIMAGE", help="the next kernel (default: the same)"
+    )
+    kx.add_argument("--initrd", type=Path, metavar="FILE", help="its initramfs (default: the same)")
+    kx.add_argument(
+        "--append",
+        metavar="ARGS",
+        help="its command line after the harness's parameters (default: the same)",
+    )
+    kx.set_defaults(func=cmd_kexec)
 
     down = sub.add_parser("down", help="take a session's guest down")
     down.add_argument("session", help="the session's name")

@@ -256,6 +256,10 @@ class Multikernel:
         command = f"mkctl wait --name {shlex.quote(name)} --state {shlex.quote(state)}"
         return self._outcome(f"{command} --timeout {seconds}", timeout=timeout + 60)
 
+    def views(self) -> dict[str, InstanceView]:
+        """Every instance as the host lists it: to compare across a host live update."""
+        return instance_views(self.commands)
+
     def view(self, name: str) -> InstanceView:
         """The host's view of instance `name`."""
         return instance_view(self.commands, name)

@@ -230,6 +230,16 @@ def _handle(guest: Target, conn: socket.socket, request: dict[str, Any]) -> bool
                 },
             )
         return False
+    if op == "kexec":
+        files = [Path(request[key]) if request.get(key) else None for key in ("kernel", "initrd")]
+        append = request.get("append")
+        try:
+            guest.kexec(files[0], files[1], None if append is None else str(append))
+        except HarnessError as exc:
+            _send(conn, {"error": str(exc)})
+        else:
+            _send(conn, {"run": str(guest.run_dir.path)})
+        return False
     if op == "attach":
         shell = guest.host_shell
         if shell is None:
@@ -283,6 +293,22 @@ def run(name: str, command: str, timeout: float) -> Completed:
     streams = [answer.get(key) for key in ("stdout", "stderr")]
     stdout, stderr = (str(text) if text is not None else None for text in streams)
     return Completed(str(answer["output"]), int(answer["status"]), stdout, stderr)
+
+
+def kexec(name: str, kernel: Path | None, initrd: Path | None, append: str | None) -> str:
+    """Live-update the session's host kernel; its run directory once the new host answers."""
+    for given in (kernel, initrd):
+        if given is not None and not given.is_file():
+            raise InfraError(f"{given}: no such file")
+    request: dict[str, Any] = {
+        "op": "kexec",
+        "kernel": str(kernel.resolve()) if kernel else None,
+        "initrd": str(initrd.resolve()) if initrd else None,
+        "append": append,
+    }
+    with _connect(name) as conn:
+        answer = _ask(conn, request)
+    return str(answer["run"])
 
 
 DOWN_TIMEOUT = 120.0  # seconds a daemon may take to stop its guest and write result.json

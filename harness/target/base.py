@@ -10,6 +10,7 @@ what spawned kernels' shells need is `instances`; what only QEMU has is
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Self
 
 from harness.build.images import Images
@@ -59,6 +60,18 @@ class Target(CommandProtocol):
 
     @abc.abstractmethod
     def boot(self) -> Self: ...
+
+    @abc.abstractmethod
+    def kexec(
+        self, kernel: Path | None = None, initrd: Path | None = None, append: str | None = None
+    ) -> None:
+        """Replace the host kernel by kexec, the instances running on; back once it answers.
+
+        Without arguments: the same kernel, initramfs and command line
+        (`append` replaces what the target was booted with after the
+        harness's own parameters).  A host that does not come back raises,
+        quoting its console.
+        """
 
     @abc.abstractmethod
     def health(self) -> None:

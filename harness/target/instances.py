@@ -41,6 +41,7 @@ class InstanceConsoles:
         self._on_timeout = on_timeout
         self.shells: list[Shell] = []  # every shell in use, the host's first
         self.relayed: dict[str, Console] = {}  # consoles relayed over SSH, by name
+        self._relays: dict[str, str] = {}  # the host command that relays each
         # Instances whose kernel logs to a console of these, crash-checked already.
         self.logged: set[str] = set()
 
@@ -72,11 +73,31 @@ class InstanceConsoles:
         """
         self.check_relay()
         assert self.ssh is not None
-        channel = self.ssh.open_stream(command)
+        self._relays[name] = command
+        return self._add(Shell(self._relay(name), self.health, on_timeout=self._on_timeout))
+
+    def _relay(self, name: str) -> Console:
+        assert self.ssh is not None
+        channel = self.ssh.open_stream(self._relays[name])
         console = Console(name, RelaySocket(channel, name), self.run_dir.console_log(name))
         console.watch()
         self.relayed[name] = console
-        return self._add(Shell(console, self.health, on_timeout=self._on_timeout))
+        return console
+
+    def reattach(self, ssh: SshConnection) -> None:
+        """After a host live update: each relayed console again, over the new host's SSH.
+
+        The old host's relay ended where it handed the console over; the
+        new one reads on from there, into the same log.
+        """
+        self.ssh = ssh
+        for name, old in list(self.relayed.items()):
+            old.drain(1.0)
+            old.close()
+            new = self._relay(name)
+            for shell in self.shells:
+                if shell.console is old:
+                    shell.console = new
 
     def _add(self, shell: Shell) -> Shell:
         self.shells.append(shell)

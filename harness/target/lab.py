@@ -8,6 +8,9 @@ machine back (harness/target/recovery.py).
 
 from __future__ import annotations
 
+import shlex
+import threading
+import time
 from pathlib import Path
 from typing import Self
 
@@ -15,13 +18,14 @@ from harness.build import initramfs
 from harness.build.images import Images
 from harness.core.errors import GuestExited, GuestTimeout, InfraError, KernelCrash
 from harness.core.rundir import RunDir
-from harness.target import sshd
+from harness.target import live_update, sshd
 from harness.target.base import Target
 from harness.target.console import Console, report_crash
 from harness.target.instances import InstanceConsoles
 from harness.target.labgrid import SERIAL, Lab
 from harness.target.protocol import CommandProtocol
 from harness.target.recovery import KexecStrategy
+from harness.target.shell import READY
 from harness.target.ssh import SshConnection
 
 
@@ -51,6 +55,7 @@ class LabTarget(Target):
         # Instances' consoles, relayed over the SSH connection (no UARTs here).
         self.instances = InstanceConsoles(run, self.health)
         self.strategy = KexecStrategy(lab, run, self._console_alive)
+        self._keys: sshd.Keys | None = None
 
     @property
     def debug(self) -> None:
@@ -75,23 +80,65 @@ class LabTarget(Target):
         self.serial.watch()
         # ignore_loglevel: the end-of-command markers the harness writes to
         # /dev/kmsg must reach the console whatever the lab's log level.
-        cmdline = f"{self.lab.settings.cmdline} ignore_loglevel {self.append} {sshd.KERNEL_PARAM}"
-        cmdline = " ".join(cmdline.split())
+        cmdline = self._cmdline(self.append)
         self.run_dir.file("cmdline.txt").write_text(cmdline + "\n")
         banner = self.strategy.kexec(self.images, initrd, cmdline, self.serial)
+        self._keys = keys
+        self._come_up(banner, "the kernel under test")
+        self.run_dir.mark("shell-ready")
+        return self
+
+    def _cmdline(self, append: str) -> str:
+        cmdline = f"{self.lab.settings.cmdline} ignore_loglevel {append} {sshd.KERNEL_PARAM}"
+        return " ".join(cmdline.split())
+
+    def _come_up(self, banner: threading.Event, what: str) -> None:
+        """Wait for the banner and log in; a kernel that does not come up is recovered from."""
+        assert self.serial is not None and self._keys is not None
         try:
-            self.serial.wait_event(banner, self.boot_timeout, "the kernel under test", self.health)
+            self.serial.wait_event(banner, self.boot_timeout, what, self.health)
             self.ssh = self.lab.ssh(
-                keys, self.health, self.serial, self.run_dir.file("ssh.log"), username="root"
+                self._keys, self.health, self.serial, self.run_dir.file("ssh.log"), username="root"
             )
             self.ssh.connect(self.boot_timeout)
             self.instances.ssh = self.ssh
             self.run_dir.file("ssh-command.txt").write_text(self.ssh.destination + "\n")
         except (GuestTimeout, KernelCrash, GuestExited) as exc:
-            self.strategy.recover(f"the kernel under test did not come up ({exc})")
+            self.strategy.recover(f"{what} did not come up ({exc})")
             raise
-        self.run_dir.mark("shell-ready")
-        return self
+
+    def kexec(
+        self, kernel: Path | None = None, initrd: Path | None = None, append: str | None = None
+    ) -> None:
+        ssh, serial = self.ssh, self.serial
+        if ssh is None or serial is None:
+            raise InfraError("the lab machine is not booted")
+        stage = ssh.check("mktemp -d /tmp/mkh-kexec.XXXXXX").strip()  # mode 0700
+        ssh.put(kernel or self.images.kernel, f"{stage}/bzImage")
+        ssh.put(initrd or self.run_dir.file("initrd.img"), f"{stage}/initrd", mode=0o600)
+        booted = self.run_dir.file("cmdline.txt").read_text().strip()
+        cmdline = booted if append is None else self._cmdline(append)
+        plan = live_update.Plan(f"{stage}/bzImage", f"{stage}/initrd", cmdline)
+        serial.forget_tail()
+        banner = serial.expect_text(READY)
+        refused = serial.expect_text(live_update.REFUSED)
+        # Detached, its words in the kernel log on the console: the SSH
+        # session ends with the kernel it runs on.
+        line = shlex.quote(f"sleep 1; {plan.command()}")
+        ssh.check(f"setsid sh -c {line} </dev/null >/dev/kmsg 2>&1 &")
+        self.run_dir.mark("kexec-staged")
+        ssh.close()
+        self.ssh = None
+        deadline = time.monotonic() + self.boot_timeout
+        while not banner.is_set() and time.monotonic() < deadline:
+            if refused.wait(0.5):
+                raise InfraError(
+                    "the host did not kexec; its reason is on the console",
+                    self.run_dir.console_log(SERIAL),
+                )
+            self.health()
+        self._come_up(banner, "the new host kernel")
+        self.run_dir.mark("kexec")
 
     def _console_alive(self) -> None:
         """Health while the machine's own OS runs: its crashes are not the kernel under test's."""

@@ -51,7 +51,9 @@ class MachineConfig:
     ssh_port: int | None = None
 
     def cmdline(self) -> str:
-        return f"{uarts.kernel_params(uarts.HOST_TTY)} panic=-1 {self.append}".strip()
+        # retain_initrd: /sys/firmware/initrd, which a live update boots again.
+        params = f"{uarts.kernel_params(uarts.HOST_TTY)} panic=-1 retain_initrd"
+        return f"{params} {self.append}".strip()
 
 
 def process_name() -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shlex
+from pathlib import Path
 from typing import Self
 
 from harness.build import initramfs, kernel
@@ -11,13 +13,13 @@ from harness.build.images import Images
 from harness.core.errors import GuestTimeout, InfraError
 from harness.core.progress import note
 from harness.core.rundir import RunDir
-from harness.target import hang, sshd, uarts
+from harness.target import hang, live_update, sshd, uarts
 from harness.target.base import Target
 from harness.target.instances import InstanceConsoles
 from harness.target.machine import Machine, MachineConfig, free_port
 from harness.target.options import TRANSPORTS, TargetOptions
 from harness.target.protocol import CommandProtocol
-from harness.target.shell import Shell, ShellUnusable
+from harness.target.shell import READY, Shell, ShellUnusable
 from harness.target.ssh import SshConnection
 
 # QEMU gets a port that was free a moment before; another process may take it first.
@@ -39,6 +41,8 @@ class QemuTarget(Target):
         self.instances = InstanceConsoles(self.run_dir, self.health)
         self.ssh: SshConnection | None = None
         self._capturing = False
+        self._config: MachineConfig | None = None
+        self._keys: sshd.Keys | None = None
 
     @property
     def machine(self) -> Machine:
@@ -87,6 +91,7 @@ class QemuTarget(Target):
             accel=opts.accel,
             gdb_port=opts.gdb_port,
         )
+        self._config, self._keys = config, keys
         self._launch(config, with_ssh=keys is not None)
         if opts.gdb_port is not None:
             self._announce_gdb(opts.gdb_port)
@@ -101,6 +106,41 @@ class QemuTarget(Target):
             self.instances.ssh = self.ssh
         self.run_dir.mark("shell-ready")
         return self
+
+    def kexec(
+        self, kernel: Path | None = None, initrd: Path | None = None, append: str | None = None
+    ) -> None:
+        config = self._config
+        assert config is not None, "guest is not booted"
+        cmdline = None
+        if append is not None:
+            extra = f" {sshd.KERNEL_PARAM}" if self._keys is not None else ""
+            cmdline = dataclasses.replace(config, append=append + extra).cmdline()
+        plan = live_update.stage(self.commands, kernel, initrd, cmdline)
+        # The old host's last answer: its downtime runs from here to "kexec".
+        self.run_dir.mark("kexec-staged")
+        shell = self.shell
+        console = shell.console
+        with console.driven():
+            # The banner of the new host's init, not the old one's.
+            console.forget_tail()
+            console.send(plan.command() + "\n")
+            what = "the new host kernel's shell after the kexec"
+            index = console.expect(
+                [READY, live_update.REFUSED_LINE], self.options.boot_timeout, what, self.health
+            )
+            if index == 1:
+                match = console.child.match
+                before = console.child.before
+                raise live_update.refused(match.group(1), str(before))
+        shell.wait_ready(self.options.boot_timeout)
+        if self.ssh is not None and self._keys is not None:
+            # The old host's connection died with it (relays included).
+            self.ssh.close()
+            self._connect_ssh(self._keys, config)
+            assert self.ssh is not None
+            self.instances.reattach(self.ssh)
+        self.run_dir.mark("kexec")
 
     def _launch(self, config: MachineConfig, with_ssh: bool) -> None:
         for attempt in range(PORT_ATTEMPTS):

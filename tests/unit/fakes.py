@@ -41,6 +41,7 @@ class FakeTarget(Target):
         self.crash = crash
         self.status = status
         self.steps: list[str] = []
+        self.kexecs: list[tuple[Path | None, Path | None, str | None]] = []
 
     def _step(self, name: str) -> None:
         self.steps.append(name)
@@ -62,6 +63,12 @@ class FakeTarget(Target):
     def boot(self) -> Self:
         self._step("boot")
         return self
+
+    def kexec(
+        self, kernel: Path | None = None, initrd: Path | None = None, append: str | None = None
+    ) -> None:
+        self._step("kexec")
+        self.kexecs.append((kernel, initrd, append))
 
     def health(self) -> None:
         pass
