@@ -1,4 +1,4 @@
-"""`mkh bench spawn|ipi|cycles|density`: each benchmark a subcommand with only its own options."""
+"""`mkh bench spawn|ipi|cycles|density|update`: a subcommand each, with only its own options."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ BENCHMARKS = {
     "ipi": "ping round trip to an instance vs an IPI round trip inside the host",
     "density": "an instance on every CPU but the host's, over their consoles over shared "
     "memory: start time, memory, host latency, smallest instance memory",
+    "update": "a host live update with an instance running: the host's downtime and the "
+    "instance's longest gap, vs a full host boot",
 }
 RUNS_MEANING = {
     "spawn": "runs to take the median of",
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         one.add_argument("--accel", choices=common.ACCELS, default="auto")
         common.add_kernel_choice(one)
         one.set_defaults(func=cmd_bench, runs=None, memory=None, cpus=None, json=None)
-        if what != "density":
+        if what not in ("density", "update"):
             one.add_argument(
                 "--runs",
                 type=common.positive,

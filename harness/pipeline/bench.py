@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bench import density, measure
+from harness.bench import density, measure, update
 from harness.build import images
 from harness.build.images import KernelChoice
 from harness.core.errors import InfraError
@@ -16,13 +16,13 @@ from harness.multikernel import dtb
 from harness.report import bench as bench_report
 from harness.target.options import MAX_SMP
 
-# Runs of each benchmark unless asked (density is one run and takes none).
-RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1}
+# Runs of each benchmark unless asked (density and update are one run and take none).
+RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1, "update": 1}
 
 
 @dataclass(frozen=True)
 class BenchRequest:
-    what: str  # spawn, ipi, cycles or density
+    what: str  # spawn, ipi, cycles, density or update
     kernel: KernelChoice
     accel: str = "auto"
     runs: int | None = None  # None: RUNS[what]
@@ -73,6 +73,8 @@ def bench(request: BenchRequest) -> BenchReport:
         return BenchReport(
             bench_report.density_table(measured), bench_report.density_json(measured)
         )
+    if request.what == "update":
+        return BenchReport(bench_report.update_table(update.run(built, request.accel)), None)
     if request.what == "ipi":
         return BenchReport(bench_report.ipi_table(measure.ipi(built, runs, request.accel)), None)
     if request.what == "cycles":

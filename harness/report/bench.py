@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from harness.bench.density import MIB, DensityRun
 from harness.bench.measure import CycleRun, IpiSample, SpawnSample
+from harness.bench.update import UpdateRun
 from harness.multikernel import phases
 
 
@@ -156,3 +157,17 @@ def density_table(run: DensityRun) -> str:
 
 def density_json(run: DensityRun) -> dict[str, object]:
     return asdict(run)
+
+
+def update_table(run: UpdateRun) -> str:
+    row = "{:<52} {:>8.2f}"
+    lines = [
+        f"{'':<52} {'seconds':>8}  ({run.accel})",
+        row.format("full host boot (QEMU start to the shell)", run.boot),
+        row.format("putting the next kernel and initramfs in place", run.stage),
+        row.format("host downtime (last answer of the old host to the new)", run.downtime),
+        row.format(f"the instance's longest gap between ticks ({run.ticks})", run.gap),
+        f"downtime/full boot ratio {run.downtime / run.boot:.2f}; instance gap/full boot "
+        f"ratio {run.gap / run.boot:.2f}: the instance runs on while its host is replaced",
+    ]
+    return "\n".join(lines)
