@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from harness.build.initramfs import BOOT_KERNEL
 from harness.core.errors import KernelCrash
+from harness.multikernel import dtb
 from harness.multikernel.dtb import Instance
-from harness.multikernel.mk import Multikernel
+from harness.multikernel.mk import MKCON, Multikernel
 from harness.target.base import Target
+from harness.target.shell import Shell
 from tests.conftest import qemu_only
 
 pytestmark = pytest.mark.qemu
@@ -103,3 +107,90 @@ def test_an_instance_runs_on_after_its_host_panicked(boot: Boot) -> None:
     assert int(shell.check("cut -d. -f1 /proc/uptime")) >= before + 3
     log = guest.run_dir.console_log("kmsg1").read_text(errors="replace")
     assert "Kernel panic" not in log and "the host asks" not in log, log[-2000:]
+
+
+# ---- Live update: the host kexecs into a kernel with the series, the instances run on ----
+
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+TICKS = "/tmp/ticks"
+
+
+def start_ticking(shell: Shell) -> None:
+    """A counter in the instance: its uptime into a file, every 0.2 s."""
+    shell.check(f"(while :; do cut -d' ' -f1 /proc/uptime >> {TICKS}; sleep 0.2; done) &")
+
+
+def longest_gap(shell: Shell) -> float:
+    ticks = [float(t) for t in shell.check(f"cat {TICKS}").split()]
+    assert len(ticks) > 5, ticks
+    return max(b - a for a, b in itertools.pairwise(ticks))
+
+
+def test_a_running_instance_keeps_running_through_a_host_live_update(boot: Boot) -> None:
+    # Its console over shared memory: the new host's serial driver resets
+    # the legacy UARTs as it probes them, an instance's included.
+    guest = boot(smp=2, memory="2G", append="mkkernel_pool=1G", transport="ssh")
+    mk = Multikernel(guest, guest.instances)
+    shell = mk.spawn(WEB, console=MKCON)
+    start_ticking(shell)
+    before = mk.views()
+    host_boot, instance_boot = guest.check(BOOT_ID), shell.check(BOOT_ID)
+    uptime = float(shell.check("cut -d' ' -f1 /proc/uptime"))
+    started = time.monotonic()
+    guest.kexec()
+    downtime = time.monotonic() - started
+    # A new host kernel, and the same instance kernel, which went on.
+    assert guest.check(BOOT_ID) != host_boot
+    assert shell.check(BOOT_ID) == instance_boot
+    assert float(shell.check("cut -d' ' -f1 /proc/uptime")) > uptime
+    log = guest.check("dmesg")
+    assert "instance web-server: taken over from the previous host kernel: active" in log, log
+    assert mk.views() == before
+    # It kept counting: no gap as long as the time the host was away.
+    time.sleep(1)
+    assert longest_gap(shell) < downtime
+    assert mk.ping(WEB.id).ok
+    # Its CPU is still its own: the new host cannot bring it up.
+    online = guest.run("echo 1 > /sys/devices/system/cpu/cpu1/online")
+    assert online.status != 0
+    assert guest.check("cat /sys/devices/system/cpu/cpu1/online").strip() == "0"
+    # Its console came through: the shell on it answers, and the log of the
+    # stream has the whole run, what it printed before and after.
+    assert shell.check("echo after-$((6 * 7))").strip() == "after-42"
+    assert "Linux version" in guest.run_dir.console_log(f"mkcon{WEB.id}").read_text()
+    # The new host halts and removes it, and the pool is whole again.
+    assert mk.halt(WEB.id).ok
+    assert mk.status(WEB.name) == "ready"
+    assert mk.remove(WEB.name).ok
+    pool = mk.pool()
+    assert pool is not None and pool.free == pool.region.size
+
+
+CORRUPTED = {
+    # The table's FDT cannot be read: where the pool was stays hidden.
+    "magic": "host handover ignored: bad FDT magic; no instance restored, and the memory "
+    "the previous host's pool had stays hidden",
+    # It reads, but an instance lies outside the pool: the pool is kept, unused.
+    "memory": "host handover ignored: instance web-server: its memory is not where its "
+    "size fits in the pool; no instance restored, and the pool stays reserved and unused",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CORRUPTED))
+def test_a_corrupted_host_handover_restores_nothing_and_keeps_the_pool(
+    boot: Boot, mode: str
+) -> None:
+    guest, mk = boot_host(boot)
+    shell = mk.spawn(WEB)
+    guest.check(f"echo {mode} > {DEBUGFS}/host_inject")
+    guest.kexec()
+    # Not knowing it, the new host brought the instance's CPU up as its own.
+    guest.instances.release(shell, "its host handed over a corrupted table")
+    log = guest.check("dmesg")
+    assert CORRUPTED[mode] in log, log
+    assert mk.instances() == []
+    # None of the pool is handed out, nor is it RAM of the new host.
+    pool = mk.pool()
+    assert (pool is not None) == (mode == "memory")
+    refused = mk.upload(dtb.to_dtb([replace(WEB, name="next", id=2)]))
+    assert refused.errno == "ENOSPC", refused.output

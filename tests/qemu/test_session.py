@@ -12,6 +12,8 @@ import pexpect
 import pytest
 
 from harness.build.images import Images
+from harness.build.initramfs import BOOT_INITRAMFS, BOOT_KERNEL
+from harness.multikernel import dtb
 from harness.pipeline import session
 from tests.conftest import MKH, TRANSPORT, qemu_processes
 
@@ -22,6 +24,16 @@ def mkh(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*MKH, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+# An instance started by hand in a session, its console over shared memory.
+SPAWN = (
+    "dd if=/root/web.dtb of=/sys/fs/multikernel/device_tree bs=1M 2>/dev/null && "
+    f"mkctl load --id 1 --kernel {BOOT_KERNEL} --initrd {BOOT_INITRAMFS} "
+    "--cmdline 'console=mkcon0 mkh.tty=mkcon0' && "
+    "echo 0 > /sys/devices/system/cpu/cpu1/online && mkctl exec --id 1 && "
+    "mkctl wait --name web --state active --timeout 120"
+)
 
 
 def _name(tag: str) -> str:
@@ -76,3 +88,38 @@ def test_a_forgotten_session_ends_itself(guest_images: Images) -> None:
         time.sleep(1)
     assert session.info(name) is None, "the session outlived its idle timeout"
     assert not any(name in line for line in qemu_processes())
+
+
+def test_mkh_kexec_live_updates_the_sessions_host_with_an_instance_running(
+    guest_images: Images, tmp_path: Path
+) -> None:
+    name = _name("kexec")
+    put = tmp_path / "note.txt"
+    put.write_text("put-at-up\n")
+    web = tmp_path / "web.dtb"
+    web.write_bytes(dtb.to_dtb([dtb.Instance("web", 1, (1,), 256 << 20)]))
+    up = mkh(
+        *("up", "--name", name, "--smp", "2", "--append", "mkkernel_pool=512M"),
+        *("--put", f"{put}:/root/note.txt", "--put", f"{web}:/root/web.dtb"),
+    )
+    assert up.returncode == 0, up.stderr
+    try:
+        spawn = mkh("exec", name, "--", SPAWN, timeout=300)
+        assert spawn.returncode == 0, spawn.stdout + spawn.stderr
+        boot_id = mkh("exec", name, "--", "cat /proc/sys/kernel/random/boot_id").stdout
+        kexec = mkh("kexec", name)
+        assert kexec.returncode == 0, kexec.stderr
+        assert "the new host kernel answers" in kexec.stderr
+        # The next command runs in the new host kernel, with the files of --put.
+        assert mkh("exec", name, "--", "cat /proc/sys/kernel/random/boot_id").stdout != boot_id
+        assert mkh("exec", name, "--", "cat /root/note.txt").stdout == "put-at-up\n"
+        # The instance came through, and the new host drives it.
+        status = mkh("exec", name, "--", "cat /sys/fs/multikernel/instances/web/status")
+        assert status.stdout == "active\n", status.stdout + status.stderr
+        ping = mkh("exec", name, "--", "mkctl ping --id 1 --count 1")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        missing = mkh("kexec", name, "--kernel", str(tmp_path / "none"))
+        assert missing.returncode != 0 and "none: no such file" in missing.stderr
+    finally:
+        down = mkh("down", name)
+    assert down.returncode == 0, down.stderr
