@@ -160,9 +160,9 @@ def density_json(run: DensityRun) -> dict[str, object]:
 
 
 def update_table(run: UpdateRun) -> str:
-    row = "{:<52} {:>8.2f}"
+    row = "{:<56} {:>8.2f}"
     lines = [
-        f"{'':<52} {'seconds':>8}  ({run.accel})",
+        f"{'':<56} {'seconds':>8}  ({run.accel})",
         row.format("full host boot (QEMU start to the shell)", run.boot),
         row.format("putting the next kernel and initramfs in place", run.stage),
         row.format("host downtime (last answer of the old host to the new)", run.downtime),
