@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import signal
 import subprocess
 import termios
 import time
@@ -24,8 +25,15 @@ BUSYBOX = Path("/bin/busybox")
 pytestmark = pytest.mark.skipif(not BUSYBOX.exists(), reason="needs /bin/busybox (busybox-static)")
 
 
-def _controlling_tty() -> None:
+def _like_init() -> None:
+    """The guest's init starts the shell on its tty with every signal at its default.
+
+    A suite started in the background (`make test &` from a script) ignores
+    SIGINT, and a child would inherit that: Ctrl-C would then stop nothing.
+    """
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.fixture
@@ -50,7 +58,7 @@ def pty_shell(tmp_path: Path) -> Iterator[Callable[..., Shell]]:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
-            preexec_fn=_controlling_tty,
+            preexec_fn=_like_init,
             env={"PATH": str(bindir), "PS1": "mkh-guest:$? # ", "HOME": str(tmp_path)},
             cwd=tmp_path,
         )
