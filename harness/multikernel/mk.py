@@ -294,13 +294,23 @@ class Multikernel:
     ) -> Shell:
         """Start a kernel in `inst` and return the shell on its console.
 
+        stage() it, then start() it: the mkh init's shell on `console`, a
+        UART (the kernel logs to its own stream, see
+        harness/target/uarts.py) or MKCON, the console over shared memory
+        that carries both (harness/multikernel/mkcon.py).  `pause` seconds
+        pass between the load and the start.
+        """
+        self.stage(inst, console, cmdline)
+        time.sleep(pause)
+        return self.start(inst, timeout)
+
+    def stage(self, inst: dtb.Instance, console: str | None = None, cmdline: str = "") -> None:
+        """Make `inst` ready to start(): loaded, its CPUs offline ("loading").
+
         Creates the instance unless it exists, loads /boot/bzImage with the
-        guest's initramfs, takes the instance's CPUs offline, starts it and
-        waits for the mkh init's shell on `console`: a UART (the kernel logs
-        to its own stream, see harness/target/uarts.py) or MKCON, the console
-        over shared memory that carries both (harness/multikernel/mkcon.py).  The next
-        free UART by default, else MKCON.  `pause` seconds pass between the
-        load and the start.  Any refusal raises InfraError with the errno.
+        guest's initramfs for `console` (the next free UART by default, else
+        MKCON) and takes the instance's CPUs offline.  Any refusal raises
+        InfraError with the errno.
         """
         console = console or self.free_console()
         if console == MKCON:
@@ -320,8 +330,6 @@ class Multikernel:
         self.console_of[inst.id] = console
         for cpu in inst.cpus:
             self.set_cpu_online(cpu, False)
-        time.sleep(pause)
-        return self.start(inst, timeout)
 
     def start(self, inst: dtb.Instance, timeout: float = SPAWN_TIMEOUT) -> Shell:
         """Start the kernel loaded into `inst` (again, after a halt) and wait for its shell."""

@@ -10,11 +10,12 @@ from typing import Self
 
 from harness.build import initramfs, kernel
 from harness.build.images import Images
-from harness.core.errors import GuestTimeout, InfraError
+from harness.core.errors import GuestTimeout, InfraError, KernelCrash
 from harness.core.progress import note
 from harness.core.rundir import RunDir
 from harness.target import hang, live_update, sshd, uarts
 from harness.target.base import Target
+from harness.target.crash import Crash
 from harness.target.instances import InstanceConsoles
 from harness.target.machine import Machine, MachineConfig, free_port
 from harness.target.options import TRANSPORTS, TargetOptions
@@ -134,13 +135,47 @@ class QemuTarget(Target):
                 before = console.child.before
                 raise live_update.refused(match.group(1), str(before))
         shell.wait_ready(self.options.boot_timeout)
-        if self.ssh is not None and self._keys is not None:
-            # The old host's connection died with it (relays included).
-            self.ssh.close()
-            self._connect_ssh(self._keys, config)
-            assert self.ssh is not None
-            self.instances.reattach(self.ssh)
+        self._reconnect(config)
         self.run_dir.mark("kexec")
+
+    def load_crash_kernel(self, params: str = live_update.CRASH_PARAMS) -> None:
+        """Load the host's own kernel as its kdump kernel (boot the host with crashkernel=)."""
+        live_update.load_crash(self.commands, params)
+
+    def crash_into_kdump(self, command: str = "echo c > /proc/sysrq-trigger") -> Crash | None:
+        """Crash the host with `command`, a kdump kernel loaded; back once its shell answers.
+
+        Returns the host's crash, taken (an expected one).  The kdump
+        kernel's shell is the host's from then on, in the same run directory.
+        """
+        config = self._config
+        assert config is not None, "guest is not booted"
+        shell = self.shell
+        # Registered first: the drain may read the banner before anyone waits for it.
+        ready = shell.console.expect_text(READY)
+        try:
+            self.run(command, timeout=60)
+        except KernelCrash:
+            pass
+        else:
+            shell.console.forget_text(READY)
+            raise InfraError(f"{command!r} did not crash the host")
+        crash = shell.take_crash()
+        what = "the kdump kernel's shell after the host's panic"
+        shell.console.wait_event(ready, self.options.boot_timeout, what, self.health)
+        shell.wait_ready(self.options.boot_timeout)
+        self._reconnect(config)
+        self.run_dir.mark("crash-kernel")
+        return crash
+
+    def _reconnect(self, config: MachineConfig) -> None:
+        """SSH to the host's next kernel: the old one's connection died with it (relays too)."""
+        if self.ssh is None or self._keys is None:
+            return
+        self.ssh.close()
+        self._connect_ssh(self._keys, config)
+        assert self.ssh is not None
+        self.instances.reattach(self.ssh)
 
     def _launch(self, config: MachineConfig, with_ssh: bool) -> None:
         for attempt in range(PORT_ATTEMPTS):

@@ -73,6 +73,24 @@ def test_given_files_are_copied_in_and_missing_ones_refused_first(tmp_path: Path
     assert fresh.sent == []
 
 
+def test_a_kdump_kernel_is_the_host_s_on_one_cpu_without_its_pool() -> None:
+    host = "console=uart8250,io,0xe9 mkkernel_pool=1G crashkernel=192M retain_initrd"
+    guest = Recorder({"cat /proc/cmdline": Completed(host + "\n", 0)})
+    plan = live_update.load_crash(guest)
+    assert plan.cmdline == "console=uart8250,io,0xe9 retain_initrd nr_cpus=1 reset_devices"
+    assert guest.sent[-1] == (
+        "mkctl load --id 0 --flags 0x2 --kernel /boot/bzImage --initrd /tmp/mkh-kexec/initrd "
+        "--cmdline 'console=uart8250,io,0xe9 retain_initrd nr_cpus=1 reset_devices'"
+    )
+
+
+def test_a_host_without_crashkernel_is_refused_before_anything_is_loaded() -> None:
+    guest = Recorder({"cat /proc/cmdline": BOOTED})
+    with pytest.raises(InfraError, match="boot it with crashkernel=SIZE"):
+        live_update.load_crash(guest)
+    assert guest.sent == ["cat /proc/cmdline"]
+
+
 def test_a_host_that_kept_no_initramfs_says_so() -> None:
     guest = Recorder({"cat /sys/firmware/initrd": Completed("No such file or directory", 1)})
     with pytest.raises(InfraError, match="booted with retain_initrd"):
