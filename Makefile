@@ -44,8 +44,14 @@ lint: setup
 	$(VENV)/bin/mypy
 	scripts/actionlint.sh $(addprefix --self-hosted-label ,$(RUNNER_LABELS)) .github/workflows/*.yml
 
+# `make test-qemu REPEAT=N`: each test N times, then the pass/fail counts per
+# test (mkh flaky, docs/development.md#flakes).
 test-qemu: build
+ifneq ($(REPEAT),)
+	$(MKH) flaky --runs $(REPEAT) --jobs $(JOBS) -m qemu $(if $(BASETEMP),--basetemp $(BASETEMP)) tests/qemu
+else
 	$(PYTEST) $(SUITE) -m qemu tests/qemu
+endif
 
 # The suite on a lab machine through labgrid (docs/lab.md):
 # one test at a time, since there is one machine.

@@ -1,0 +1,81 @@
+"""`mkh flaky` from its request: the chosen tests run N times in parallel workers, then tallied.
+
+pytest runs them with pytest-repeat (`--count N`) under pytest-xdist, so
+the repetitions of one test spread over the workers like any other items.
+Its JUnit XML and the run directories' result.json then give the table
+(harness/report/flaky.py), written next to them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.errors import InfraError
+from harness.core.paths import REPO, cache_dir
+from harness.report import flaky
+from harness.report.flaky import Tally
+
+
+@dataclass(frozen=True)
+class FlakyRequest:
+    """Which tests, how many times each, on how many workers."""
+
+    tests: tuple[str, ...]  # pytest node ids or paths, relative to the repository
+    runs: int
+    jobs: int
+    marker: str | None = None  # pytest -m
+    basetemp: Path | None = None  # where the runs go; None: a new directory in the cache
+
+
+@dataclass(frozen=True)
+class FlakyReport:
+    tallies: list[Tally]
+    table: Path  # the table as text
+    basetemp: Path  # every run's directory is under it
+    pytest_status: int
+
+    @property
+    def all_passed(self) -> bool:
+        return all(t.failed == 0 for t in self.tallies)
+
+
+def check(request: FlakyRequest) -> None:
+    """Bad input is refused before anything runs."""
+    if request.runs < 1 or request.jobs < 1:
+        raise InfraError("--runs and --jobs take a number of at least 1")
+    if not request.tests:
+        raise InfraError("name the tests to repeat (a file, a directory or a node id)")
+    for test in request.tests:
+        path = test.split("::", 1)[0]
+        if not (REPO / path).exists():
+            raise InfraError(f"{path}: no such test file or directory in {REPO}")
+
+
+def pytest_argv(request: FlakyRequest, junit: Path, basetemp: Path) -> list[str]:
+    argv = [sys.executable, "-m", "pytest", "--count", str(request.runs)]
+    argv += ["-n", str(request.jobs), "--dist", "load", f"--junitxml={junit}"]
+    argv += [f"--basetemp={basetemp}"]
+    if request.marker:
+        argv += ["-m", request.marker]
+    return [*argv, *request.tests]
+
+
+def run(request: FlakyRequest) -> FlakyReport:
+    """Run the repetitions (pytest's own progress on the terminal) and tally them."""
+    check(request)
+    out = cache_dir("results", f"flaky-{time.strftime('%Y%m%d-%H%M%S')}")
+    basetemp = request.basetemp or out / "runs"
+    junit = out / "junit.xml"
+    status = subprocess.call(pytest_argv(request, junit, basetemp), cwd=REPO)
+    # 0: all passed, 1: some failed; anything else means pytest itself did not run them.
+    if status not in (0, 1) or not junit.is_file():
+        raise InfraError(f"pytest did not run the tests (exit status {status}); see its output")
+    tallies = flaky.tally(flaky.outcomes(junit.read_text()), flaky.failed_runs(basetemp))
+    table = out / "flaky.txt"
+    table.write_text(flaky.table(tallies))
+    (out / "flaky.json").write_text(flaky.to_json(tallies))
+    return FlakyReport(tallies, table, basetemp, status)
