@@ -1,7 +1,7 @@
 """`mkh flaky` from its request: the chosen tests run N times in parallel workers, then tallied.
 
-pytest runs them with pytest-repeat (`--count N`) under pytest-xdist, so
-the repetitions of one test spread over the workers like any other items.
+pytest runs them with pytest-repeat (`--count N`) under pytest-xdist, each
+test file on one worker as `make test` has them, its tests repeated in a row.
 Its JUnit XML and the run directories' result.json then give the table
 (harness/report/flaky.py), written next to them.
 """
@@ -57,7 +57,8 @@ def check(request: FlakyRequest) -> None:
 
 def pytest_argv(request: FlakyRequest, junit: Path, basetemp: Path) -> list[str]:
     argv = [sys.executable, "-m", "pytest", "--count", str(request.runs)]
-    argv += ["-n", str(request.jobs), "--dist", "load", f"--junitxml={junit}"]
+    # As the suite runs: each test file on one worker, its repetitions in a row.
+    argv += ["-n", str(request.jobs), "--dist", "loadfile", f"--junitxml={junit}"]
     argv += [f"--basetemp={basetemp}"]
     if request.marker:
         argv += ["-m", request.marker]

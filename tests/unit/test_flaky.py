@@ -90,7 +90,7 @@ def test_bad_requests_are_refused_before_anything_runs() -> None:
         check(FlakyRequest(("tests/nowhere.py::test_x",), 3, 1))
     argv = pytest_argv(FlakyRequest((SAMPLE,), 3, 2, "qemu"), Path("j.xml"), Path("b"))
     assert argv[1:] == [
-        "-m", "pytest", "--count", "3", "-n", "2", "--dist", "load", "--junitxml=j.xml",
+        "-m", "pytest", "--count", "3", "-n", "2", "--dist", "loadfile", "--junitxml=j.xml",
         "--basetemp=b", "-m", "qemu", SAMPLE,
     ]  # fmt: skip
 
