@@ -10,12 +10,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
-from harness.cli import bench, dtb, flaky, kernel, run, session
+from harness.cli import bench, dtb, kernel, run, session, suite
 from harness.core.errors import EXIT_INFRA, HarnessError, Interrupted, KernelCrash, exit_code
 from harness.report import result_json
 
 # The command groups, in the order `mkh --help` lists them.
-GROUPS = (kernel, run, session, bench, dtb, flaky)
+GROUPS = (kernel, run, session, bench, dtb, suite)
 
 
 class _Parser(argparse.ArgumentParser):
