@@ -37,8 +37,11 @@ def tree() -> Path:
     root = cache_dir("bisect-selftest")
     tree = root / f"tree-{source.series_digest()[:12]}"
     if not (tree / ".git").exists():
-        for old in root.glob("tree-*"):  # an earlier series': a tree is 1.5 GB
-            shutil.rmtree(old)
+        for old in root.glob("tree-*"):  # an earlier series' (a tree is 1.5 GB), its log
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
         source.make_kernel_tree(tree)
         bisect.git(tree, "tag", "selftest-base")
     bisect.git(tree, "checkout", "-q", "-f", "-B", "selftest", "selftest-base")
