@@ -20,7 +20,6 @@ from pathlib import Path
 
 from harness.core.errors import EXIT_INFRA, InfraError
 from harness.core.paths import REPO, cache_dir
-from harness.report.flaky import failed_runs
 
 GOOD, BAD, SKIP = 0, 1, 125
 # Above 127: git bisect run stops (an interrupted step, a test that does not exist).
@@ -70,13 +69,14 @@ def check(request: BisectRequest) -> None:
 
 
 def pytest_verdict(status: int, verdicts: list[str]) -> int:
-    """A pytest run of one test as git bisect takes it; `verdicts`: its runs' that did not pass."""
+    """A pytest run of one test as git bisect takes it; `verdicts`: its runs' result.json."""
     if status == 0:
         return GOOD
     if status != 1:
         return ABORT  # usage error, interrupted, or no such test: nothing to learn
     # Runs that failed only because the guest could not be run say nothing.
-    return SKIP if verdicts and set(verdicts) == {"INFRA"} else BAD
+    failed = {v for v in verdicts if v != "PASS"}
+    return SKIP if failed == {"INFRA"} else BAD
 
 
 def run_verdict(status: int) -> int:
@@ -107,17 +107,12 @@ def step(tree: Path, out: Path, test: str | None, script: Path | None) -> int:
         argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={run_dir}"]
         env = {**os.environ, "MKH_KERNEL_TREE": str(tree)}
         status = subprocess.call([*argv, str(test)], cwd=REPO, env=env)
-        verdicts = [json.loads((d / "result.json").read_text())["verdict"] for d in _runs(run_dir)]
-        verdict = pytest_verdict(status, verdicts)
+        results = run_dir.rglob("result.json")
+        verdict = pytest_verdict(status, [json.loads(r.read_text())["verdict"] for r in results])
     with (out / STEPS).open("a") as log:
         log.write(json.dumps({"commit": commit, "verdict": verdict, "run_dir": str(run_dir)}))
         log.write("\n")
     return verdict
-
-
-def _runs(basetemp: Path) -> list[Path]:
-    """The run directories under `basetemp` that did not pass."""
-    return [d for dirs in failed_runs(basetemp).values() for d in dirs]
 
 
 def bisect(tree: Path, good: str, bad: str, step_argv: list[str], out: Path) -> BisectReport:

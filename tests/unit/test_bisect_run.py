@@ -19,6 +19,7 @@ from harness.pipeline.bisect import ABORT, BAD, GOOD, SKIP, BisectRequest
         (0, [], GOOD),
         (1, ["FAIL"], BAD),
         (1, ["CRASH", "INFRA"], BAD),
+        (1, ["PASS", "INFRA"], SKIP),  # its other guest ran
         (1, [], BAD),  # it failed before booting anything: the test's own assertion
         (1, ["INFRA"], SKIP),  # only the guest could not be run
         (5, [], ABORT),  # no such test
