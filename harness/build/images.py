@@ -30,7 +30,7 @@ class KernelChoice:
     tree: Path | None = None  # --kernel-tree: a kernel source tree to build
     in_tree: bool = False
     build_dir: Path | None = None
-    debug: bool = False  # the debug build (images/linux/debug/*.config)
+    variants: tuple[str, ...] = ()  # "debug", "coverage": images/linux/<variant>/*.config
 
     @property
     def default(self) -> bool:
@@ -45,13 +45,15 @@ def kernel_choice(
     build_dir: Path | None = None,
     debug: bool = False,
     env: Mapping[str, str] = os.environ,
+    coverage: bool = False,
 ) -> KernelChoice:
     """The kernel under test, checked before anything is built.
 
     Explicit paths (--kernel, --kernel-tree) win; else $MKH_KERNEL (a bzImage)
     or $MKH_KERNEL_TREE (a tree); else the default build.  Setting both
     variables is an error, whatever the flags say.  The debug build is asked
-    for with `debug` (--debug-kernel) or MKH_DEBUG_KERNEL=1.
+    for with `debug` (--debug-kernel) or MKH_DEBUG_KERNEL=1, the coverage
+    build with `coverage` (mkh coverage) or MKH_COVERAGE_KERNEL=1.
     """
     env_kernel = env.get("MKH_KERNEL")
     env_tree = env.get("MKH_KERNEL_TREE")
@@ -73,11 +75,16 @@ def kernel_choice(
         raise InfraError(f"{kernel_flag if prebuilt else tree_flag}: {exc}") from None
     if tree is None and (in_tree or build_dir is not None):
         raise InfraError("--in-tree and --build-dir need a kernel tree (--kernel-tree)")
-    if debug and prebuilt is not None:
-        raise InfraError(f"--debug-kernel cannot apply to a prebuilt kernel ({kernel_flag})")
-    # MKH_DEBUG_KERNEL picks the variant of what is built; a prebuilt kernel is what it is.
-    debug = debug or (prebuilt is None and env.get("MKH_DEBUG_KERNEL", "") not in ("", "0"))
-    return KernelChoice(prebuilt, tree, in_tree, build_dir, debug)
+    asked = {"debug": (debug, "--debug-kernel"), "coverage": (coverage, "mkh coverage")}
+    variants = []
+    for variant, (flag, name) in asked.items():
+        if flag and prebuilt is not None:
+            raise InfraError(f"{name} cannot apply to a prebuilt kernel ({kernel_flag})")
+        # The environment picks the variant of what is built; a prebuilt kernel is what it is.
+        from_env = env.get(f"MKH_{variant.upper()}_KERNEL", "") not in ("", "0")
+        if flag or (prebuilt is None and from_env):
+            variants.append(variant)
+    return KernelChoice(prebuilt, tree, in_tree, build_dir, tuple(variants))
 
 
 def resolve(choice: KernelChoice) -> Images:
@@ -97,7 +104,9 @@ def resolve(choice: KernelChoice) -> Images:
         nullcontext(source.user_source(choice.tree)) if choice.tree else source.default_source()
     )
     with chosen as src:
-        built = kernel.build(replace(src, debug=choice.debug), choice.build_dir, choice.in_tree)
-    state = ("debug build, " if choice.debug else "") + ("reused" if built.reused else "built")
+        wanted = replace(src, variants=choice.variants)
+        built = kernel.build(wanted, choice.build_dir, choice.in_tree)
+    variants = "".join(f"{v} build, " for v in choice.variants)
+    state = variants + ("reused" if built.reused else "built")
     initrd = initramfs.with_boot_files(base, built.bzimage)
     return Images(built.bzimage, initrd, built.config, f"{built.origin} ({state})")

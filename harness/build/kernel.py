@@ -9,12 +9,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build import kconfig
+from harness.build import gcov, kconfig
 from harness.build.source import KernelSource
 from harness.core import atomic, hostcmd
 from harness.core.errors import InfraError
 from harness.core.lock import locked
-from harness.core.paths import DEBUG_RECIPE_DIR, LINUX_RECIPE_DIR, cache_dir
+from harness.core.paths import LINUX_RECIPE_DIR, cache_dir
 from harness.core.progress import Counted, note, step
 
 # Bump when the way a kernel is configured or built changes.
@@ -59,13 +59,15 @@ class BuiltKernel:
     reused: bool
 
 
-def fragments(tree: Path | None = None, debug: bool = False) -> list[Path]:
-    """The config fragments, images/linux/*.config in name order (then debug/*.config).
+def fragments(tree: Path | None = None, variants: tuple[str, ...] = ()) -> list[Path]:
+    """The config fragments, images/linux/*.config in name order, then each variant's.
 
-    A fragment whose first line is `# mkh: requires PATH` applies only to
-    trees that have PATH (the series' fragment needs the series).
+    A variant's fragments are images/linux/<variant>/*.config (debug/,
+    coverage/).  A fragment whose first line is `# mkh: requires PATH`
+    applies only to trees that have PATH (the series' fragment needs the
+    series).
     """
-    extra = sorted(DEBUG_RECIPE_DIR.glob("*.config")) if debug else []
+    extra = [f for v in variants for f in sorted((LINUX_RECIPE_DIR / v).glob("*.config"))]
     every = [*sorted(LINUX_RECIPE_DIR.glob("*.config")), *extra]
     return [frag for frag in every if tree is None or fits(frag, tree)]
 
@@ -93,7 +95,7 @@ def cache_key(source: KernelSource) -> str:
     digest = hashlib.sha256()
     for part in (RECIPE, source.fingerprint, toolchain_id()):
         digest.update(part.encode() + b"\0")
-    for frag in fragments(source.path, source.debug):
+    for frag in fragments(source.path, source.variants):
         digest.update(frag.name.encode() + b"\0" + frag.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 
@@ -115,8 +117,8 @@ def _build_env() -> dict[str, str]:
 
 def configure(source: KernelSource, out: Path | None, log: Path) -> Path:
     """tinyconfig + fragments + olddefconfig; every fragment option must survive."""
-    chosen = fragments(source.path, source.debug)
-    for frag in sorted(set(fragments(debug=source.debug)) - set(chosen)):
+    chosen = fragments(source.path, source.variants)
+    for frag in sorted(set(fragments(variants=source.variants)) - set(chosen)):
         note(f"{source.path} has no {requirement(frag)}; not applying {frag.name}")
     wanted = kconfig.merge_fragments(chosen)
     make = _make(source, out)
@@ -191,7 +193,7 @@ def _build_in(
         out = None
     else:
         name = hashlib.sha256(os.fsencode(source.path)).hexdigest()[:12]
-        variant = "-debug" if source.debug else ""
+        variant = "".join(f"-{v}" for v in source.variants)
         out = (
             build_dir.resolve()
             if build_dir
@@ -211,6 +213,7 @@ def _build_in(
         configure(source, out, log)
         bzimage = compile_kernel(source, out, log)
         config = where / ".config"
+        kept = gcov.keep(where, source.path) if gcov.profiled(config) else None
         if stored is None:
             return BuiltKernel(bzimage, config, source.version, source.origin, reused=False)
         with atomic.new_dir(stored) as scratch:
@@ -218,6 +221,8 @@ def _build_in(
             shutil.copyfile(config, scratch / "config")
             for name in ("vmlinux", "System.map"):
                 shutil.copyfile(where / name, scratch / name)
+            if kept is not None:
+                shutil.copytree(kept, scratch / gcov.IMAGE_NOTES)
             meta = {
                 "version": source.version,
                 "origin": source.origin,

@@ -45,7 +45,7 @@ class KernelSource:
     version: str  # upstream version from the Makefile, e.g. 6.12.117
     origin: str  # where it came from, for people
     fingerprint: str | None  # content identity for caching; None if unknown
-    debug: bool = False  # build the debug variant (images/linux/debug/*.config too)
+    variants: tuple[str, ...] = ()  # build variants (images/linux/<variant>/*.config too)
 
 
 def series_patches() -> list[Path]:

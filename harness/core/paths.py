@@ -12,7 +12,9 @@ GUEST_DIR = REPO / "guest"
 IMAGES_DIR = REPO / "images"
 LINUX_RECIPE_DIR = IMAGES_DIR / "linux"
 PATCHES_DIR = LINUX_RECIPE_DIR / "patches"
-DEBUG_RECIPE_DIR = LINUX_RECIPE_DIR / "debug"
+# Variants of the build, each a directory of fragments under images/linux/:
+# "debug" (KASAN, lockdep; --debug-kernel) and "coverage" (gcov; mkh coverage).
+VARIANTS = ("debug", "coverage")
 # The multikernel device tree of the series' usage.rst: web-server and database.
 EXAMPLE_DTS = IMAGES_DIR / "multikernel" / "example.dts"
 

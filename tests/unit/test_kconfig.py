@@ -81,26 +81,26 @@ def test_the_debug_build_adds_its_fragment_and_its_own_cache_key(tmp_path: Path)
     from harness.build.source import KernelSource
 
     plain = kernel.fragments()
-    debug = kernel.fragments(debug=True)
+    debug = kernel.fragments(variants=("debug",))
     assert [f.name for f in debug[len(plain) :]] == ["debug.config"]
     wanted = kconfig.merge_fragments(debug)
     for option in ("CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_DEBUG_ATOMIC_SLEEP"):
         assert wanted[option].value == "y"
     src = KernelSource(tmp_path, "6.12.0", "test", "fingerprint")
-    assert kernel.cache_key(src) != kernel.cache_key(replace(src, debug=True))
+    assert kernel.cache_key(src) != kernel.cache_key(replace(src, variants=("debug",)))
 
 
 def test_debug_kernel_from_the_environment_and_refused_for_a_prebuilt(tmp_path: Path) -> None:
     from harness.build import images
     from harness.core.errors import InfraError
 
-    assert images.kernel_choice(env={"MKH_DEBUG_KERNEL": "1"}).debug
-    assert not images.kernel_choice(env={"MKH_DEBUG_KERNEL": "0"}).debug
+    assert images.kernel_choice(env={"MKH_DEBUG_KERNEL": "1"}).variants == ("debug",)
+    assert images.kernel_choice(env={"MKH_DEBUG_KERNEL": "0"}).variants == ()
     fake = tmp_path / "bzImage"
     fake.write_bytes(b"\0" * 0x202 + b"HdrS" + b"\0" * 64)
     with pytest.raises(InfraError, match="--debug-kernel cannot apply to a prebuilt"):
         images.kernel_choice(prebuilt=fake, debug=True, env={})
-    assert not images.kernel_choice(prebuilt=fake, env={"MKH_DEBUG_KERNEL": "1"}).debug
+    assert images.kernel_choice(prebuilt=fake, env={"MKH_DEBUG_KERNEL": "1"}).variants == ()
 
 
 def test_a_fragment_applies_only_to_a_tree_with_the_file_it_requires(tmp_path: Path) -> None:
