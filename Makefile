@@ -25,7 +25,7 @@ ifneq ($(DEBUG_KERNEL),)
 export MKH_DEBUG_KERNEL := $(DEBUG_KERNEL)
 endif
 
-.PHONY: all setup build test test-qemu test-hw test-unit lint clean-venv
+.PHONY: all setup build test test-qemu test-hw test-unit lint coverage clean-venv
 
 all: test
 
@@ -52,6 +52,12 @@ ifneq ($(REPEAT),)
 else
 	$(PYTEST) $(SUITE) -m qemu tests/qemu
 endif
+
+# The QEMU suite on the coverage build, every kernel's gcov counts summed:
+# an lcov HTML report and a summary in the cache's results/ (mkh coverage,
+# docs/development.md#coverage).
+coverage: setup
+	$(MKH) coverage --jobs $(JOBS) -m qemu tests/qemu
 
 # The suite on a lab machine through labgrid (docs/lab.md):
 # one test at a time, since there is one machine.

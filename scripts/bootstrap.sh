@@ -5,7 +5,7 @@ set -eu
 
 cd "$(dirname "$0")/.."
 
-PACKAGES="qemu-system-x86 busybox-static build-essential flex bison bc libelf-dev \
+PACKAGES="qemu-system-x86 busybox-static build-essential flex bison bc libelf-dev lcov \
 libssl-dev cpio ccache device-tree-compiler git python3-venv xz-utils lz4 binutils \
 dropbear-bin openssh-sftp-server nodejs"
 

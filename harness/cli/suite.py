@@ -1,4 +1,4 @@
-"""`mkh flaky` and `mkh bisect`: the suite as a kernel developer's tool."""
+"""`mkh flaky`, `mkh bisect` and `mkh coverage`: the suite as a kernel developer's tool."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from harness.cli import args as common
-from harness.pipeline import bisect
+from harness.pipeline import bisect, coverage
 from harness.pipeline.flaky import FlakyRequest, run
 
 
@@ -33,6 +33,20 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         print(f"its run directory: {report.run_dir}")
     print(f"mkh: every step under {report.out}")
     return 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    tree = args.kernel_tree.resolve() if args.kernel_tree else None
+    if args.source is not None:
+        report = coverage.report_saved(args.source.resolve(), tree)
+    else:
+        request = coverage.CoverageRequest(
+            tuple(args.tests), args.jobs, args.marker, tree, args.basetemp
+        )
+        report = coverage.run(request)
+    print(report.summary.read_text(), end="")
+    print(f"mkh: HTML report {report.html}; summary {report.summary}")
+    return 0 if report.pytest_status == 0 else 1
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
@@ -71,6 +85,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     one.add_argument("test", nargs="*", help="after --: a pytest node id of the suite")
     one.set_defaults(func=cmd_bisect)
+
+    one = sub.add_parser(
+        "coverage",
+        help="the suite on the coverage kernel: lines and functions of the series it reaches",
+    )
+    one.add_argument(
+        "tests",
+        nargs="*",
+        default=["tests/qemu"],
+        metavar="TEST",
+        help="test files, directories or node ids (default tests/qemu)",
+    )
+    one.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel pytest-xdist workers (default: one per core)",
+    )
+    one.add_argument("-m", dest="marker", metavar="MARKER", help="only tests with this marker")
+    one.add_argument(
+        "--kernel-tree",
+        type=Path,
+        metavar="PATH",
+        help="a kernel tree of the series to measure (default: Debian's source + the series)",
+    )
+    one.add_argument(
+        "--basetemp",
+        type=Path,
+        metavar="DIR",
+        help="where the runs' directories go (default: results/coverage-* in the cache)",
+    )
+    one.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="DIR",
+        help="no tests: report the counts runs under DIR saved (MKH_COVERAGE_KERNEL=1)",
+    )
+    one.set_defaults(func=cmd_coverage)
 
     # What git bisect run runs at each commit (not for users: mkh bisect passes it).
     step = sub.add_parser("_bisect-step")

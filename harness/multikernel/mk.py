@@ -234,8 +234,13 @@ class Multikernel:
         """`mkctl halt`: stop the kernel in instance `mk_id` (by NMI with `force`).
 
         Once halted, the instance's Shell is retired: using it raises
-        ShellUnusable instead of waiting on a console nobody answers.
+        ShellUnusable instead of waiting on a console nobody answers.  A
+        coverage kernel's counts are saved first (not with `force`: that is
+        for a kernel that may not answer).
         """
+        shell = self.spawned.get(self.names.get(mk_id, ""))
+        if shell is not None and not force and not (shell.unusable or shell.crash_acknowledged):
+            self.instance_consoles.save_coverage(shell)
         outcome = self._outcome(f"mkctl halt --id {mk_id}" + (" --force" if force else ""))
         if outcome.ok:
             self._retire(mk_id, "its instance was halted")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from harness.core.errors import InfraError
 from harness.core.rundir import RunDir
-from harness.target import instance_logs, uarts
+from harness.target import coverage, instance_logs, uarts
 from harness.target.console import Console, check_crashes
 from harness.target.protocol import CommandProtocol
 from harness.target.shell import Shell
@@ -33,8 +33,11 @@ class InstanceConsoles:
         uart_consoles: Mapping[str, Console] | None = None,
         ssh: SshConnection | None = None,
         on_timeout: HangReport | None = None,
+        gcov: bool = False,
     ) -> None:
         self.run_dir = run_dir
+        # A coverage kernel's: each kernel's counts are saved before it goes away.
+        self.gcov = gcov
         self.health = health
         self._uart_consoles = uart_consoles or {}
         self.ssh = ssh  # the host's connection, once there is one: it carries relayed consoles
@@ -98,6 +101,11 @@ class InstanceConsoles:
             for shell in self.shells:
                 if shell.console is old:
                     shell.console = new
+
+    def save_coverage(self, shell: CommandProtocol, host: bool = False) -> None:
+        """With a coverage kernel, the gcov counts of the kernel behind `shell` into the run."""
+        if self.gcov:
+            coverage.save(shell, self.run_dir, "host" if host else f"instance {shell.name}")
 
     def _add(self, shell: Shell) -> Shell:
         self.shells.append(shell)

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Self
 
-from harness.build import initramfs, kernel
+from harness.build import gcov, initramfs, kernel
 from harness.build.images import Images
 from harness.core.errors import GuestTimeout, InfraError, KernelCrash
 from harness.core.progress import note
@@ -98,7 +98,11 @@ class QemuTarget(Target):
             self._announce_gdb(opts.gdb_port)
         assert self._machine is not None
         self.instances = InstanceConsoles(
-            self.run_dir, self.health, self._machine.consoles, on_timeout=self.capture_hang
+            self.run_dir,
+            self.health,
+            self._machine.consoles,
+            on_timeout=self.capture_hang,
+            gcov=gcov.profiled(self.images.config),
         )
         self._shell = self.instances.uart_shell(uarts.HOST_TTY)
         self._shell.wait_ready(opts.boot_timeout)
@@ -117,6 +121,8 @@ class QemuTarget(Target):
         if append is not None:
             extra = f" {sshd.KERNEL_PARAM}" if self._keys is not None else ""
             cmdline = dataclasses.replace(config, append=append + extra).cmdline()
+        # The old host's counts, up to here: what it runs from the kexec on is not counted.
+        self.instances.save_coverage(self.commands, host=True)
         plan = live_update.stage(self.commands, kernel, initrd, cmdline)
         # The old host's last answer: its downtime runs from here to "kexec".
         self.run_dir.mark("kexec-staged")
@@ -150,6 +156,7 @@ class QemuTarget(Target):
         """
         config = self._config
         assert config is not None, "guest is not booted"
+        self.instances.save_coverage(self.commands, host=True)
         shell = self.shell
         # Registered first: the drain may read the banner before anyone waits for it.
         ready = shell.console.expect_text(READY)
@@ -241,14 +248,17 @@ class QemuTarget(Target):
     def finish(self) -> None:
         """Flush every kernel's log and check it once more: a late crash still fails the run.
 
-        The logs the host keeps of instances are checked too (instance_logs.py).
+        The logs the host keeps of instances are checked too (instance_logs.py),
+        and a coverage kernel's counts are saved from each kernel that answers.
         """
         running = self._machine is not None and self._machine.running()
+        alive: list[Shell] = []
         for shell in list(self.instances.shells):
             if not running or shell.unusable or shell.console.closed:
                 continue
             if not shell.crash_acknowledged:
                 shell.flush()
+                alive.append(shell)
                 continue
             # A kernel whose crash a test expected may be dead: try briefly.
             with contextlib.suppress(GuestTimeout, ShellUnusable):
@@ -260,6 +270,12 @@ class QemuTarget(Target):
         host = self._shell
         if running and not (host is not None and (host.crash_acknowledged or host.unusable)):
             self.instances.check_instance_logs(self.commands)
+        for shell in alive:
+            # The host's over SSH when it has it: faster than its console.
+            if shell is host:
+                self.instances.save_coverage(self.commands, host=True)
+            else:
+                self.instances.save_coverage(shell)
 
     def close(self) -> None:
         """Tear the guest down (and release a run directory it made)."""
