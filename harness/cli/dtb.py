@@ -1,4 +1,4 @@
-"""`mkh dtb compile|check|show FILE`: multikernel device trees, each action with its own options."""
+"""`mkh dtb compile|check|show|overlay FILE`: multikernel device trees and overlays."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ ACTIONS = {
     "compile": "check a .dts and write it as a DTB",
     "check": "check a .dts or .dtb as the kernel would (EINVAL with the reason)",
     "show": "print each instance's device tree source as the kernel shows it",
+    "overlay": "check an overlay .dts (instance-create, cpu-add, ...) and write it as a .dtbo",
 }
 
 
 def cmd_dtb(args: argparse.Namespace) -> int:
-    budget = dtb.Budget(cpus=args.cpus, pool_free=args.pool)
+    existing = dtb.parse(dtb.load(args.instances))[0] if args.instances else None
+    budget = dtb.Budget(cpus=args.cpus, pool_free=args.pool, existing=existing)
     report = device_tree(DtbRequest(args.action, args.file, budget, args.output))
     for name, source in report.sources:
         print(f"# instances/{name}/device_tree_source")
@@ -40,7 +42,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             metavar="SIZE",
             help="check memory against this much free pool (e.g. 2G)",
         )
+        one.add_argument(
+            "--instances",
+            type=common.existing_file,
+            metavar="FILE",
+            help="the instances there already, as the .dts or .dtb that created them",
+        )
         one.set_defaults(func=cmd_dtb, output=None)
     actions.choices["compile"].add_argument(
         "-o", "--output", type=Path, help="where to write the DTB (default: FILE.dtb)"
+    )
+    actions.choices["overlay"].add_argument(
+        "-o", "--output", type=Path, help="where to write the DTBO (default: FILE.dtbo)"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import fdt
@@ -18,6 +18,7 @@ import fdt
 from harness.core.errors import HarnessError, InfraError
 
 COMPATIBLE = "multikernel-v1"
+FDT_MAGIC = b"\xd0\x0d\xfe\xed"
 MAX_ID = 2047
 PAGE_SIZE = 4096
 # The least memory the kernel gives an instance (its shared areas come off the top).
@@ -47,23 +48,27 @@ class Instance:
 class Problem:
     """One reason the kernel would refuse a DTB, and the errno it would return."""
 
-    instance: str
+    instance: str  # the instance, or an overlay's fragment
     errno: str
     message: str
     hint: str = ""
+    where: str = "instance"
 
     def __str__(self) -> str:
-        text = f"instance {self.instance}: {self.message} ({self.errno})"
+        text = f"{self.where} {self.instance}: {self.message} ({self.errno})"
         return f"{text}; {self.hint}" if self.hint else text
 
 
 @dataclass
 class Budget:
-    """What the DTB is checked against: the guest's CPUs, pool and existing instances."""
+    """What the DTB is checked against: the guest's CPUs, pool and existing instances.
+
+    None: not known (not checked).
+    """
 
     cpus: int | None = None
     pool_free: int | None = None
-    existing: list[Instance] = field(default_factory=list)
+    existing: list[Instance] | None = None
 
 
 def _memory_cells(size: int) -> list[int]:
@@ -91,11 +96,15 @@ def to_dtb(instances: list[Instance]) -> bytes:
 _DTC_TRAILERS = ("FATAL ERROR: Unable to parse input tree", "ERROR: Input tree has errors")
 
 
-def _dtc(source: str, text: bytes | None = None) -> bytes:
-    """Run dtc on a DTS file (or "-" and `text`); DtsError with dtc's messages if it fails."""
+def run_dtc(source: str, text: bytes | None = None, symbols: bool = False) -> bytes:
+    """Run dtc on a DTS file (or "-" and `text`); DtsError with dtc's messages if it fails.
+
+    `symbols`: dtc -@, as overlays are compiled.
+    """
+    flags = ["-@"] if symbols else []
     try:
         done = subprocess.run(
-            ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", "-", source],
+            ["dtc", "-q", *flags, "-I", "dts", "-O", "dtb", "-o", "-", source],
             input=text,
             capture_output=True,
             check=False,
@@ -111,7 +120,7 @@ def _dtc(source: str, text: bytes | None = None) -> bytes:
 
 def compile_dts(text: str) -> bytes:
     """Compile DTS text with dtc; DtsError quoting dtc (as <stdin>:LINE.COL) if it fails."""
-    return _dtc("-", text.encode())
+    return run_dtc("-", text.encode())
 
 
 def _words(node: fdt.Node, name: str) -> list[int] | None:
@@ -125,10 +134,7 @@ def _words(node: fdt.Node, name: str) -> list[int] | None:
 
 def parse(blob: bytes) -> tuple[list[Instance], list[Problem]]:
     """Read a multikernel DTB: its instances, and the problems that make it invalid."""
-    try:
-        tree = fdt.parse_dtb(blob)
-    except Exception as exc:  # fdt raises bare Exception for bad blobs
-        raise DtbError(f"not a valid device tree blob ({len(blob)} bytes): {exc}") from exc
+    tree = parse_blob(blob)
     compatible = tree.get_property("compatible", "/")
     if compatible is None or COMPATIBLE not in getattr(compatible, "data", []):
         raise DtbError(f'root compatible is not "{COMPATIBLE}"')
@@ -144,6 +150,14 @@ def parse(blob: bytes) -> tuple[list[Instance], list[Problem]]:
         except DtbError as exc:
             problems.append(Problem(node.name, "EINVAL", str(exc), _hint(str(exc))))
     return instances, problems
+
+
+def parse_blob(blob: bytes) -> fdt.FDT:
+    """Any device tree blob; DtbError if it is not one."""
+    try:
+        return fdt.parse_dtb(blob)
+    except Exception as exc:  # fdt raises bare Exception for bad blobs
+        raise DtbError(f"not a valid device tree blob ({len(blob)} bytes): {exc}") from exc
 
 
 def _instance(node: fdt.Node) -> Instance:
@@ -217,7 +231,7 @@ def check(blob: bytes, budget: Budget | None = None) -> list[Problem]:
                 )
         for other in seen:
             problems.extend(_conflicts(inst, other, "in this DTB"))
-        for other in budget.existing:
+        for other in budget.existing or []:
             problems.extend(_conflicts(inst, other, "already created"))
         seen.append(inst)
     if budget.pool_free is not None:
@@ -294,10 +308,12 @@ def load(path: Path) -> bytes:
 
     dtc reads the file itself, so its errors name it and /include/ works.
     """
+    data = read(path)
+    return data if data[:4] == FDT_MAGIC else run_dtc(str(path))
+
+
+def read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InfraError(f"cannot read {path}: {exc.strerror}") from exc
-    if data[:4] == b"\xd0\x0d\xfe\xed":
-        return data
-    return _dtc(str(path))
