@@ -15,7 +15,11 @@ from harness.core.paths import cache_dir
 from harness.pipeline import bisect
 from harness.pipeline.bisect import BisectRequest
 
-pytestmark = [pytest.mark.qemu, pytest.mark.qemu_guest("bisects with guests of its own")]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.own_kernel,
+    pytest.mark.qemu_guest("bisects with guests of its own"),
+]
 
 KEXEC_CORE = "kernel/kexec_core.c"
 EMPTY = "No kimages loaded"

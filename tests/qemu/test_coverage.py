@@ -17,7 +17,11 @@ import pytest
 from harness.core.paths import REPO
 from tests.conftest import MKH
 
-pytestmark = [pytest.mark.qemu, pytest.mark.qemu_guest("runs the suite on a kernel of its own")]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.own_kernel,
+    pytest.mark.qemu_guest("runs the suite on a kernel of its own"),
+]
 
 HALTS = "tests/qemu/test_lifecycle.py::test_graceful_halt_and_start_again_three_times"
 PROFILED = {

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import MKH, stock_tree
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.own_kernel]
 
 
 def test_stock_tree_builds_without_the_series_and_boots() -> None:
