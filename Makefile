@@ -57,7 +57,7 @@ endif
 # an lcov HTML report and a summary in the cache's results/ (mkh coverage,
 # docs/development.md#coverage).
 coverage: setup
-	$(MKH) coverage --jobs $(JOBS) -m "qemu and not own_kernel" tests/qemu
+	$(MKH) coverage --jobs $(JOBS) $(if $(BASETEMP),--basetemp $(BASETEMP))
 
 # The suite on a lab machine through labgrid (docs/lab.md):
 # one test at a time, since there is one machine.

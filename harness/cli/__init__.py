@@ -41,7 +41,8 @@ def version() -> str:
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="mkh", description=__doc__)
     top.add_argument("--version", action="version", version=version())
-    sub = top.add_subparsers(dest="verb", required=True)
+    # A metavar, so that the list shows only the commands with help (not _bisect-step).
+    sub = top.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
     return top

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import args as common
+from harness.core.errors import InfraError
 from harness.multikernel import dtb
 from harness.pipeline.dtb import DtbRequest, device_tree
 
@@ -18,7 +19,7 @@ ACTIONS = {
 
 
 def cmd_dtb(args: argparse.Namespace) -> int:
-    existing = dtb.parse(dtb.load(args.instances))[0] if args.instances else None
+    existing = _instances(args.instances) if args.instances else None
     budget = dtb.Budget(cpus=args.cpus, pool_free=args.pool, existing=existing)
     report = device_tree(DtbRequest(args.action, args.file, budget, args.output))
     for name, source in report.sources:
@@ -29,12 +30,23 @@ def cmd_dtb(args: argparse.Namespace) -> int:
     return common.report(report.problems)
 
 
+def _instances(path: Path) -> list[dtb.Instance]:
+    """The instances a .dts or .dtb creates, for --instances."""
+    try:
+        return dtb.parse(dtb.load(path))[0]
+    except (dtb.DtbError, dtb.DtsError) as exc:
+        raise InfraError(f"--instances {path}: {exc}") from None
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("dtb", help="compile, check or show a multikernel device tree")
+    parser = sub.add_parser(
+        "dtb", help="compile, check or show a multikernel device tree; check and compile an overlay"
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, about in ACTIONS.items():
         one = actions.add_parser(action, help=about, description=about)
-        one.add_argument("file", type=Path, help="a .dts file or a .dtb")
+        kind = "an overlay .dts, or a .dtbo" if action == "overlay" else "a .dts file or a .dtb"
+        one.add_argument("file", type=Path, help=kind)
         one.add_argument("--cpus", type=int, help="check CPU ids against this many CPUs")
         one.add_argument(
             "--pool",

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from harness.cli import args as common
+from harness.core.errors import InfraError
 from harness.pipeline import bisect, coverage
 from harness.pipeline.flaky import FlakyRequest, run
 
@@ -38,10 +39,16 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     tree = args.kernel_tree.resolve() if args.kernel_tree else None
     if args.source is not None:
+        if args.tests or args.jobs or args.marker or args.basetemp:
+            raise InfraError("--from reports runs made already: no TEST, --jobs, -m or --basetemp")
         report = coverage.report_saved(args.source.resolve(), tree)
     else:
         request = coverage.CoverageRequest(
-            tuple(args.tests), args.jobs, args.marker, tree, args.basetemp
+            tuple(args.tests or [coverage.DEFAULT_TESTS]),
+            args.jobs or os.cpu_count() or 1,
+            args.marker or coverage.DEFAULT_MARKER,
+            tree,
+            args.basetemp,
         )
         report = coverage.run(request)
     print(report.summary.read_text(), end="")
@@ -93,17 +100,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     one.add_argument(
         "tests",
         nargs="*",
-        default=["tests/qemu"],
         metavar="TEST",
-        help="test files, directories or node ids (default tests/qemu)",
+        help=f"test files, directories or node ids (default {coverage.DEFAULT_TESTS})",
     )
     one.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="parallel pytest-xdist workers (default: one per core)",
+        "--jobs", type=int, help="parallel pytest-xdist workers (default: one per core)"
     )
-    one.add_argument("-m", dest="marker", metavar="MARKER", help="only tests with this marker")
+    one.add_argument(
+        "-m",
+        dest="marker",
+        metavar="MARKER",
+        help=f"a pytest marker expression (default {coverage.DEFAULT_MARKER!r})",
+    )
     one.add_argument(
         "--kernel-tree",
         type=Path,
@@ -121,7 +129,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         dest="source",
         type=Path,
         metavar="DIR",
-        help="no tests: report the counts runs under DIR saved (MKH_COVERAGE_KERNEL=1)",
+        help="run no tests; report the gcov counts saved by runs under DIR "
+        "(runs made with MKH_COVERAGE_KERNEL=1)",
     )
     one.set_defaults(func=cmd_coverage)
 

@@ -137,7 +137,9 @@ def parse(blob: bytes) -> tuple[list[Instance], list[Problem]]:
     tree = parse_blob(blob)
     compatible = tree.get_property("compatible", "/")
     if compatible is None or COMPATIBLE not in getattr(compatible, "data", []):
-        raise DtbError(f'root compatible is not "{COMPATIBLE}"')
+        overlay = any(node.name.startswith("fragment@") for node in tree.root.nodes)
+        hint = " (an overlay? use mkh dtb overlay)" if overlay else ""
+        raise DtbError(f'root compatible is not "{COMPATIBLE}"{hint}')
     if not tree.exist_node("/instances"):
         raise DtbError("no /instances node")
     nodes = tree.get_node("/instances").nodes

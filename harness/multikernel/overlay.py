@@ -54,6 +54,8 @@ def compile_file(path: Path) -> bytes:
 def fragments(blob: bytes) -> list[Fragment]:
     """The fragments of an overlay blob, in ascending k; DtbError if it is not an overlay."""
     tree = dtb.parse_blob(blob)
+    if tree.exist_node("/instances"):
+        raise DtbError("a multikernel device tree, not an overlay (no /plugin/): use mkh dtb check")
     found = []
     for node in tree.root.nodes:
         if node.name.startswith("__"):  # __symbols__, __fixups__ and friends from dtc -@
@@ -63,7 +65,7 @@ def fragments(blob: bytes) -> list[Fragment]:
             raise DtbError(f"{node.name}: not a fragment@<k> node")
         target = node.get_property("target-path")
         if not isinstance(target, fdt.PropStrings) or len(target.data) != 1:
-            raise DtbError(f"{node.name}: no target-path string")
+            raise DtbError(f"{node.name}: no target-path string (only target-path is supported)")
         body = node.get_subnode("__overlay__")
         if body is None:
             raise DtbError(f"{node.name}: no __overlay__ node")
@@ -119,7 +121,7 @@ def check(blob: bytes, budget: Budget | None = None) -> list[Problem]:
 
 
 def _fail(frag: Fragment, errno: str, message: str, hint: str = "") -> Problem:
-    return Problem(frag.name, errno, message, hint, where="overlay")
+    return Problem(f"{frag.name} ({frag.target})", errno, message, hint, where="overlay")
 
 
 def _fragment(frag: Fragment, state: _State) -> Problem | None:

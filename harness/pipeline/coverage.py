@@ -35,6 +35,9 @@ from harness.report import coverage
 from harness.report.coverage import FileCoverage
 from harness.target.coverage import RUN_SUBDIR, SUFFIX
 
+DEFAULT_TESTS = "tests/qemu"
+# The tests of the kernel under test: not those booting kernels of their own.
+DEFAULT_MARKER = "qemu and not own_kernel"
 TOOLS = {"lcov": "lcov", "genhtml": "lcov", "gcov-tool": "gcc", "gcov": "gcc"}
 # lcov's own settings: no branch counts (the kernel's are mostly its macros').
 LCOV_RC = ["--rc", "lcov_branch_coverage=0"]
@@ -99,15 +102,15 @@ def pytest_argv(request: CoverageRequest, junit: Path, basetemp: Path) -> list[s
 def run(request: CoverageRequest) -> CoverageReport:
     """Build the coverage kernel, run the tests on it (pytest's progress shown), report."""
     check(request)
-    notes = coverage_build(request.tree)
+    choice = images.kernel_choice(tree=request.tree, coverage=True)
+    notes = coverage_build(choice)
     out = results_dir()
     basetemp = request.basetemp or out / "runs"
+    # The tests boot the same build: the same tree, variants from the same environment.
     env = {**os.environ, "MKH_COVERAGE_KERNEL": "1"}
-    env.pop("MKH_KERNEL", None)
-    if request.tree is not None:
-        env["MKH_KERNEL_TREE"] = str(request.tree)
-    else:
-        env.pop("MKH_KERNEL_TREE", None)
+    env.pop("MKH_KERNEL_TREE", None)
+    if choice.tree is not None:
+        env["MKH_KERNEL_TREE"] = str(choice.tree)
     junit = out / "junit.xml"
     status = subprocess.call(pytest_argv(request, junit, basetemp), cwd=REPO, env=env)
     if status not in (0, 1) or not junit.is_file():
@@ -115,9 +118,9 @@ def run(request: CoverageRequest) -> CoverageReport:
     return report(basetemp, notes, out, status)
 
 
-def coverage_build(tree: Path | None) -> Path:
-    """The coverage kernel of `tree` (None: the series) built or reused; its notes."""
-    built = images.resolve(images.kernel_choice(tree=tree, coverage=True, env={}))
+def coverage_build(choice: images.KernelChoice) -> Path:
+    """The coverage kernel of a choice (kernel_choice(coverage=True)) built or reused; its notes."""
+    built = images.resolve(choice)
     notes = gcov.notes(built.kernel)
     if notes is None:
         raise InfraError(f"{built.kernel} has no gcov notes: it is not a coverage build")
@@ -137,7 +140,8 @@ def report_saved(runs: Path, tree: Path | None = None) -> CoverageReport:
     if not runs.is_dir():
         raise InfraError(f"--from {runs}: no such directory")
     check_tools()
-    return report(runs, coverage_build(tree), results_dir())
+    choice = images.kernel_choice(tree=tree, coverage=True)
+    return report(runs, coverage_build(choice), results_dir())
 
 
 def report(runs: Path, notes: Path, out: Path, status: int = 0) -> CoverageReport:
@@ -170,7 +174,10 @@ def report(runs: Path, notes: Path, out: Path, status: int = 0) -> CoverageRepor
 def gather(runs: Path, notes: Path, dest: Path) -> Kernels:
     """Each kernel's .gcda files (its newest read), at the paths of the build's notes, in `dest`."""
     objtree = (notes / gcov.OBJTREE).read_text().strip().lstrip("/")
-    profiled = {p.relative_to(notes / "notes").with_suffix("") for p in notes.rglob("*.gcno")}
+    profiled = {
+        p.relative_to(notes / "notes").with_suffix(""): _stamp(p.read_bytes())
+        for p in notes.rglob("*.gcno")
+    }
     newest: dict[str, Path] = {}
     for saved in runs.rglob(f"{RUN_SUBDIR}/*{SUFFIX}"):
         boot_id = saved.name.removesuffix(SUFFIX)
@@ -192,9 +199,18 @@ def gather(runs: Path, notes: Path, dest: Path) -> Kernels:
     return Kernels(dirs, kinds, other)
 
 
-def _unpack(saved: Path, objtree: str, profiled: set[Path], dest: Path) -> bool:
-    """The .gcda files of a saved read under `dest`; False if they are another build's."""
-    ours = False
+def _stamp(data: bytes) -> bytes:
+    """gcc's compile stamp in a .gcno or .gcda header (after magic and version)."""
+    return data[8:12]
+
+
+def _unpack(saved: Path, objtree: str, profiled: dict[Path, bytes], dest: Path) -> bool:
+    """The .gcda files of a saved read under `dest`; False if they are another build's.
+
+    Another build: its files are under another build directory, or one of
+    them was compiled apart from the notes (their stamps differ).
+    """
+    counts: dict[Path, bytes] = {}
     with tarfile.open(saved, mode="r:gz") as tar:
         for member in tar.getmembers():
             name = member.name.removeprefix("./")
@@ -202,13 +218,15 @@ def _unpack(saved: Path, objtree: str, profiled: set[Path], dest: Path) -> bool:
                 continue
             rel = Path(name.removeprefix(f"{objtree}/")).with_suffix("")
             handle = tar.extractfile(member)
-            if rel not in profiled or handle is None:
-                continue
-            target = dest / rel.with_suffix(".gcda")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(handle.read())
-            ours = True
-    return ours
+            if rel in profiled and handle is not None:
+                counts[rel] = handle.read()
+    if not counts or any(_stamp(data) != profiled[rel] for rel, data in counts.items()):
+        return False
+    for rel, data in counts.items():
+        target = dest / rel.with_suffix(".gcda")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return True
 
 
 def merge(dirs: list[Path], dest: Path, log: Path) -> Path:

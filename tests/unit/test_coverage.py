@@ -156,11 +156,20 @@ def test_the_counts_of_a_host_and_an_instance_are_summed_into_one_report(tmp_pat
 def test_no_counts_of_this_build_is_an_error_naming_where_it_looked(tmp_path: Path) -> None:
     objtree = tmp_path / "build"
     program = build_sample(objtree)
+    earlier = kernel_run(program, "1", objtree)
+    # The same build directory, built again: its counts no longer fit the notes.
+    source = objtree / "kernel" / "sample.c"
+    subprocess.run(
+        ["gcc", "--coverage", "-O0", "-c", "-o", source.with_suffix(".o"), source], check=True
+    )
     notes = gcov.keep(objtree, objtree)
     runs = tmp_path / "runs"
-    saved_read(runs, HOST_ID, "host", tmp_path / "other", kernel_run(program, "1", objtree))
+    saved_read(runs / "a", HOST_ID, "host", objtree, earlier)
+    saved_read(runs / "b", INSTANCE_ID, "instance", tmp_path / "other", earlier)
     with pytest.raises(InfraError, match=f"no kernel of this build saved gcov counts under {runs}"):
         pipeline.report(runs, notes, tmp_path / "out")
+    kernels = pipeline.gather(runs, notes, tmp_path / "kernels")
+    assert (kernels.dirs, kernels.other_builds) == ([], 2)
 
 
 def test_a_build_without_profiled_files_is_refused(tmp_path: Path) -> None:
@@ -220,6 +229,13 @@ def test_bad_requests_are_refused_before_anything_is_built(
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     with pytest.raises(InfraError, match="apt-get install gcc lcov"):
         pipeline.check(CoverageRequest(("tests/qemu",), 2))
+
+
+def test_mkh_coverage_from_runs_takes_no_tests_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["coverage", "--from", str(tmp_path), "tests/qemu"]) != 0
+    assert "--from reports runs made already" in capsys.readouterr().err
 
 
 def test_mkh_coverage_from_a_missing_directory_says_so(

@@ -95,7 +95,7 @@ def test_each_refusal_names_its_fragment_and_errno(
 ) -> None:
     got, text = problem(tmp_path, body)
     assert got == errno, text
-    assert text.startswith("overlay fragment@0: ") and says in text
+    assert text.startswith("overlay fragment@0 (/") and says in text
 
 
 def test_the_second_fragment_failing_is_the_transaction_failing(tmp_path: Path) -> None:
@@ -104,7 +104,11 @@ def test_the_second_fragment_failing_is_the_transaction_failing(tmp_path: Path) 
         "&{/instances/database} { cpu-add { cpu@0 { reg = <4>; }; }; };"
     )
     errno, text = problem(tmp_path, body)
-    assert errno == "EBUSY" and text.startswith("overlay fragment@1: ") and "web-server" in text
+    assert (
+        errno == "EBUSY"
+        and text.startswith("overlay fragment@1 (/instances/database): ")
+        and "web-server" in text
+    )
 
 
 def test_removing_an_instance_frees_its_cpus_and_memory_for_later_fragments(
@@ -119,7 +123,7 @@ def test_removing_an_instance_frees_its_cpus_and_memory_for_later_fragments(
 
 
 def test_a_plain_dtb_or_an_unknown_operation_is_not_an_overlay(tmp_path: Path) -> None:
-    with pytest.raises(DtbError, match="not a fragment"):
+    with pytest.raises(DtbError, match=r"not an overlay \(no /plugin/\): use mkh dtb check"):
         overlay.fragments(dtb.to_dtb([WEB]))
     unknown = compiled(
         tmp_path, "&{/instances/web-server} { cpu-grow { cpu@0 { reg = <4>; }; }; };"
@@ -149,7 +153,9 @@ def test_mkh_dtb_overlay_writes_the_dtbo_or_says_why_not(
     # The .dtbo is checked as it is; on 5 CPUs, CPU 5 does not exist.
     assert main(["dtb", "overlay", str(written), "--cpus", "5", "-o", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
-    assert "overlay fragment@1: cpu-add: CPU 5 does not exist (EINVAL)" in err
+    assert (
+        "overlay fragment@1 (/instances/web-server): cpu-add: CPU 5 does not exist (EINVAL)" in err
+    )
     assert not (tmp_path / "x").exists()
     # Checked against the instances example.dts creates: web-server exists, batch not.
     example = str(IMAGES_DIR / "multikernel" / "example.dts")
@@ -157,7 +163,10 @@ def test_mkh_dtb_overlay_writes_the_dtbo_or_says_why_not(
         "/dts-v1/;\n/plugin/;\n&{/instances/batch} { cpu-add { cpu@0 { reg = <4>; }; }; };\n"
     )
     assert main(["dtb", "overlay", str(source), "--instances", example]) == 1
-    assert "overlay fragment@0: no instance batch (ENOENT)" in capsys.readouterr().err
+    assert (
+        "overlay fragment@0 (/instances/batch): no instance batch (ENOENT)"
+        in capsys.readouterr().err
+    )
     # A syntax error is dtc's, with the file and line.
     source.write_text("/dts-v1/;\n/plugin/;\n&{/instances} {\n")
     assert main(["dtb", "overlay", str(source)]) == 1
