@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.build import images
+from harness.build import gcov, images
 from harness.build.images import Images
 from harness.core.lock import locked
 from harness.core.paths import cache_dir
@@ -87,6 +87,16 @@ def apic_ids(shell: CommandProtocol) -> list[int]:
     """The APIC ids of the CPUs the kernel behind `shell` runs on."""
     text = shell.check("cat /proc/cpuinfo")
     return [int(x) for x in re.findall(r"^apicid\s*:\s*(\d+)", text, re.M)]
+
+
+# What the coverage build's kernel needs over the plain one: its gcov counters
+# add 2 MiB of .bss (measured 2026-12-07), with room to spare.
+GCOV_MEMORY = 4 << 20
+
+
+def gcov_counters(images: Images) -> int:
+    """Bytes more memory a coverage kernel needs than the plain build (0 for others)."""
+    return GCOV_MEMORY if gcov.profiled(images.config) else 0
 
 
 def kasan_shadow(images: Images, memory: int) -> int:

@@ -21,7 +21,7 @@ from harness.multikernel import dtb, mkcon
 from harness.multikernel.dtb import Instance
 from harness.multikernel.mk import MKCON, Multikernel
 from harness.target.base import Target
-from tests.conftest import kasan_shadow
+from tests.conftest import gcov_counters, kasan_shadow
 
 pytestmark = [
     pytest.mark.qemu,
@@ -35,8 +35,10 @@ DEBUG_MEMORY = 256 << 20
 
 
 def sized(images: Images, memory: int) -> int:
-    """`memory`, or on the debug build what its kernel needs."""
-    return max(memory, DEBUG_MEMORY) if kasan_shadow(images, 8) else memory
+    """`memory`, or on the debug and coverage builds what their kernels need."""
+    if kasan_shadow(images, 8):
+        return max(memory, DEBUG_MEMORY)
+    return memory + gcov_counters(images)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from harness.pipeline.coverage import CoverageRequest
 from harness.report import coverage
 from harness.target import coverage as reads
 
-SAMPLE = Path(__file__).parent / "fixtures" / "coverage" / "sample.c"
+FIXTURES = Path(__file__).parent / "fixtures" / "coverage"
+SAMPLE = FIXTURES / "sample.c"
 HOST_ID = "0a6e3f7c-54a1-4b5e-9d0f-3c1d2e4f5a6b"
 INSTANCE_ID = "7b1c9d2e-1111-4c2d-8e3f-4a5b6c7d8e9f"
 needs_lcov = pytest.mark.skipif(
@@ -75,6 +76,39 @@ def test_a_read_is_named_by_its_kernel_boot_and_a_later_one_replaces_it(tmp_path
             f"{HOST_ID}.kernel",
             f"{HOST_ID}.tar.gz",
         ]
+
+
+def test_kernel_messages_between_the_lines_of_a_read_are_left_out() -> None:
+    recorded = (FIXTURES / "mkcon-read.txt").read_text()
+    assert "clocksource" in recorded  # the instance's kernel logged in the middle
+    boot_id, data = reads.decode(recorded, "instance mkcon1")
+    assert boot_id == "df8bb968-629e-46f4-8992-714cfef9cd44"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+    assert any(name.endswith("/kernel/multikernel/kho.gcda") for name in names), names
+
+
+def test_a_read_broken_by_a_kernel_message_is_read_again(tmp_path: Path) -> None:
+    good = printed(HOST_ID, packed({"./b/kernel/multikernel/core.gcda": b"x" * 4000}))
+    lines = good.split("\r\n")
+    # A message printed in the middle of a base64 line: the line is left out.
+    lines[2] = lines[2][:30] + "[    7.2] clocksource: tsc unstable" + lines[2][30:]
+    broken = "\r\n".join(lines)
+    with pytest.raises(reads.Damaged):
+        reads.decode(broken, "instance mkcon1")
+
+    class Flaky(Kernel):
+        def __init__(self, answers: list[str]) -> None:
+            super().__init__(HOST_ID, {})
+            self.answers = answers
+
+        def check(self, command: str, timeout: float = 60.0) -> str:
+            return self.answers.pop(0)
+
+    with RunDir(tmp_path / "run") as run:
+        assert reads.save(Flaky([broken, good]), run, "instance mkcon1").is_file()  # type: ignore[arg-type]
+        with pytest.raises(reads.Damaged):
+            reads.save(Flaky([broken] * reads.READ_ATTEMPTS), run, "instance mkcon1")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
