@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 from dataclasses import dataclass
@@ -29,8 +27,9 @@ from pathlib import Path
 from harness.build import gcov, images
 from harness.core import hostcmd
 from harness.core.errors import InfraError
-from harness.core.paths import REPO, cache_dir
+from harness.core.paths import cache_dir
 from harness.core.progress import note, step
+from harness.pipeline import suite
 from harness.report import coverage
 from harness.report.coverage import FileCoverage
 from harness.target.coverage import RUN_SUBDIR, SUFFIX
@@ -74,14 +73,7 @@ class CoverageReport:
 
 def check(request: CoverageRequest) -> None:
     """Bad input and missing tools are refused before anything is built."""
-    if request.jobs < 1:
-        raise InfraError("--jobs takes a number of at least 1")
-    if not request.tests:
-        raise InfraError("name the tests to run (a file, a directory or a node id)")
-    for test in request.tests:
-        path = test.split("::", 1)[0]
-        if not (REPO / path).exists():
-            raise InfraError(f"{path}: no such test file or directory in {REPO}")
+    suite.check_tests(request.tests, request.jobs)
     check_tools()
 
 
@@ -92,11 +84,7 @@ def check_tools() -> None:
 
 
 def pytest_argv(request: CoverageRequest, junit: Path, basetemp: Path) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "-n", str(request.jobs), "--dist", "loadfile"]
-    argv += [f"--junitxml={junit}", f"--basetemp={basetemp}"]
-    if request.marker:
-        argv += ["-m", request.marker]
-    return [*argv, *request.tests]
+    return suite.pytest_argv(request.tests, request.jobs, request.marker, junit, basetemp)
 
 
 def run(request: CoverageRequest) -> CoverageReport:
@@ -112,9 +100,7 @@ def run(request: CoverageRequest) -> CoverageReport:
     if choice.tree is not None:
         env["MKH_KERNEL_TREE"] = str(choice.tree)
     junit = out / "junit.xml"
-    status = subprocess.call(pytest_argv(request, junit, basetemp), cwd=REPO, env=env)
-    if status not in (0, 1) or not junit.is_file():
-        raise InfraError(f"pytest did not run the tests (exit status {status}); see its output")
+    status = suite.run_pytest(pytest_argv(request, junit, basetemp), junit, env)
     return report(basetemp, notes, out, status)
 
 

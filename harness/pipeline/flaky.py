@@ -8,14 +8,13 @@ Its JUnit XML and the run directories' result.json then give the table
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import InfraError
-from harness.core.paths import REPO, cache_dir
+from harness.core.paths import cache_dir
+from harness.pipeline import suite
 from harness.report import flaky
 from harness.report.flaky import Tally
 
@@ -45,24 +44,17 @@ class FlakyReport:
 
 def check(request: FlakyRequest) -> None:
     """Bad input is refused before anything runs."""
-    if request.runs < 1 or request.jobs < 1:
-        raise InfraError("--runs and --jobs take a number of at least 1")
-    if not request.tests:
-        raise InfraError("name the tests to repeat (a file, a directory or a node id)")
-    for test in request.tests:
-        path = test.split("::", 1)[0]
-        if not (REPO / path).exists():
-            raise InfraError(f"{path}: no such test file or directory in {REPO}")
+    if request.runs < 1:
+        raise InfraError("--runs takes a number of at least 1")
+    suite.check_tests(request.tests, request.jobs)
 
 
 def pytest_argv(request: FlakyRequest, junit: Path, basetemp: Path) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "--count", str(request.runs)]
-    # As the suite runs: each test file on one worker, its repetitions in a row.
-    argv += ["-n", str(request.jobs), "--dist", "loadfile", f"--junitxml={junit}"]
-    argv += [f"--basetemp={basetemp}"]
-    if request.marker:
-        argv += ["-m", request.marker]
-    return [*argv, *request.tests]
+    # Each test file on one worker, its repetitions in a row.
+    repeat = ["--count", str(request.runs)]
+    return suite.pytest_argv(
+        request.tests, request.jobs, request.marker, junit, basetemp, extra=repeat
+    )
 
 
 def run(request: FlakyRequest) -> FlakyReport:
@@ -71,10 +63,7 @@ def run(request: FlakyRequest) -> FlakyReport:
     out = cache_dir("results", f"flaky-{time.strftime('%Y%m%d-%H%M%S')}")
     basetemp = request.basetemp or out / "runs"
     junit = out / "junit.xml"
-    status = subprocess.call(pytest_argv(request, junit, basetemp), cwd=REPO)
-    # 0: all passed, 1: some failed; anything else means pytest itself did not run them.
-    if status not in (0, 1) or not junit.is_file():
-        raise InfraError(f"pytest did not run the tests (exit status {status}); see its output")
+    status = suite.run_pytest(pytest_argv(request, junit, basetemp), junit)
     tallies = flaky.tally(flaky.outcomes(junit.read_text()), flaky.failed_runs(basetemp))
     table = out / "flaky.txt"
     table.write_text(flaky.table(tallies))
