@@ -57,6 +57,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Transaction:
+    """An overlay the kernel applied: overlays/tx_<id> (INTERFACE §9)."""
+
+    id: int
+    status: str
+    instance: str  # the target-path of its first fragment
+
+    @property
+    def path(self) -> str:
+        return f"{ROOT}/overlays/tx_{self.id}"
+
+
+@dataclass(frozen=True)
 class Kimage:
     mk_id: int
     type: str
@@ -187,6 +200,40 @@ class Multikernel:
 
     def instances(self) -> list[str]:
         return sorted(self.commands.check(f"ls {ROOT}/instances").split())
+
+    def overlay(self, blob: bytes, staging: str = "/tmp/mkh-overlay.dtbo") -> Outcome:
+        """Write a compiled overlay to overlays/new in one write(2): one transaction."""
+        self.commands.write_file(staging, blob)
+        return self._outcome(f"dd if={staging} of={ROOT}/overlays/new bs=1M 2>&1")
+
+    def apply_overlay(self, blob: bytes) -> Transaction:
+        """Apply an overlay and return its transaction; InfraError with the errno if refused."""
+        before = {tx.id for tx in self.transactions()}
+        self.must(self.overlay(blob), "applying an overlay")
+        made = [tx for tx in self.transactions() if tx.id not in before]
+        if len(made) != 1:
+            raise InfraError(
+                f"the overlay was applied, but overlays/ shows {len(made)} new transactions"
+            )
+        return made[0]
+
+    def transactions(self) -> list[Transaction]:
+        """Every transaction overlays/ lists, oldest first."""
+        names = self.commands.check(f"ls {ROOT}/overlays").split()
+        ids = sorted(int(name[3:]) for name in names if re.fullmatch(r"tx_\d+", name))
+        return [self.transaction(tx_id) for tx_id in ids]
+
+    def transaction(self, tx_id: int) -> Transaction:
+        path = f"{ROOT}/overlays/tx_{tx_id}"
+        return Transaction(
+            id=int(self.commands.check(f"cat {path}/id")),
+            status=self.commands.check(f"cat {path}/status").strip(),
+            instance=self.commands.check(f"cat {path}/instance").strip(),
+        )
+
+    def rollback(self, tx: Transaction) -> Outcome:
+        """rmdir the transaction: the kernel applies its inverse, or refuses (EBUSY) untouched."""
+        return self._outcome(f"rmdir {tx.path}")
 
     def read(self, name: str, attribute: str) -> str:
         return self.commands.check(f"cat {ROOT}/instances/{shlex.quote(name)}/{attribute}")

@@ -294,3 +294,65 @@ def _cpu_free(
     if owner is not None:
         return _fail(frag, "EBUSY", f"cpu-add: CPU {cpu} belongs to {owner}")
     return None
+
+
+# Overlay source, for tests and scripts that write overlays as code.
+
+
+def compile_dts(text: str) -> bytes:
+    """Overlay source compiled as `mkh dtb overlay` compiles it (dtc -@)."""
+    return dtb.run_dtc("-", text.encode(), symbols=True)
+
+
+def source(*fragments: str) -> str:
+    """An overlay of these fragments, numbered by dtc in this order."""
+    return "/dts-v1/;\n/plugin/;\n\n" + "\n".join(fragments)
+
+
+def fragment(target: str, *operations: str) -> str:
+    """One fragment: its target-path and its operations."""
+    body = "".join(f"\t{line}\n" for op in operations for line in op.splitlines())
+    return f"&{{{target}}} {{\n{body}}};\n"
+
+
+def create(name: str, cpus: tuple[int, ...], memory: int, mk_id: int | None = None) -> str:
+    """instance-create (target /instances); without mk_id the kernel picks the lowest free id."""
+    ident = "" if mk_id is None else f"\tid = <{mk_id}>;\n"
+    cells = " ".join(str(cpu) for cpu in cpus)
+    return (
+        f'instance-create {{\n\tinstance-name = "{name}";\n{ident}'
+        f"\tresources {{\n\t\tcpus = <{cells}>;\n"
+        f"\t\tmemory-bytes = <{_pair(memory)}>;\n\t}};\n}};"
+    )
+
+
+def remove(name: str) -> str:
+    """instance-remove (for target /instances)."""
+    return f'instance-remove {{\n\tinstance-name = "{name}";\n}};'
+
+
+def cpu_op(operation: str, *cpus: int) -> str:
+    """cpu-add or cpu-remove of these host CPUs."""
+    items = "".join(f"\tcpu@{i} {{ reg = <{cpu}>; }};\n" for i, cpu in enumerate(cpus))
+    return f"{operation} {{\n{items}}};"
+
+
+def memory_add(*sizes: int) -> str:
+    """memory-add: one range of each size, the pool picks where."""
+    items = "".join(
+        f"\tmemory@{i} {{ size = <{_pair(size)}>; }};\n" for i, size in enumerate(sizes)
+    )
+    return f"memory-add {{\n{items}}};"
+
+
+def memory_remove(*ranges: tuple[int, int]) -> str:
+    """memory-remove of ranges (start, size) an earlier memory-add gave."""
+    items = "".join(
+        f"\tmemory@{i} {{ reg = <{_pair(start)} {_pair(size)}>; }};\n"
+        for i, (start, size) in enumerate(ranges)
+    )
+    return f"memory-remove {{\n{items}}};"
+
+
+def _pair(value: int) -> str:
+    return f"{value >> 32:#x} {value & 0xFFFFFFFF:#x}"

@@ -54,7 +54,7 @@ def pool_of(mk: Multikernel) -> Pool:
 
 def test_usage_phase1_workflow(boot: Boot) -> None:
     guest, mk = boot_mk(boot)
-    assert guest.check(f"ls {ROOT}").split() == ["device_tree", "instances"]
+    assert guest.check(f"ls {ROOT}").split() == ["device_tree", "instances", "overlays"]
     guest.write_file("/root/multikernel.dtb", dtb.compile_dts(USAGE_DTS))
     guest.check(f"cat /root/multikernel.dtb > {ROOT}/device_tree")
 

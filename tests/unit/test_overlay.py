@@ -171,3 +171,43 @@ def test_mkh_dtb_overlay_writes_the_dtbo_or_says_why_not(
     source.write_text("/dts-v1/;\n/plugin/;\n&{/instances} {\n")
     assert main(["dtb", "overlay", str(source)]) == 1
     assert f"{source}:" in capsys.readouterr().err
+
+
+def test_overlays_written_as_code_compile_to_what_they_say() -> None:
+    text = overlay.source(
+        overlay.fragment("/instances", overlay.create("batch", (4,), 256 << 20)),
+        overlay.fragment(
+            "/instances/web-server",
+            overlay.cpu_op("cpu-add", 5),
+            overlay.memory_add(128 << 20),
+            overlay.memory_remove((0x1_4000_0000, 64 << 20)),
+        ),
+        overlay.fragment("/instances", overlay.remove("database")),
+    )
+    frags = overlay.fragments(overlay.compile_dts(text))
+    assert [(f.target, list(f.operations)) for f in frags] == [
+        ("/instances", ["instance-create"]),
+        ("/instances/web-server", ["memory-remove", "memory-add", "cpu-add"]),
+        ("/instances", ["instance-remove"]),
+    ]
+    create = frags[0].operations["instance-create"]
+    assert create.get_property("instance-name").value == "batch"
+    assert create.get_property("id") is None  # the kernel picks the lowest free id
+    ops = frags[1].operations
+    [added] = ops["memory-add"].nodes
+    assert list(added.get_property("size").data) == [0, 128 << 20]
+    [removed] = ops["memory-remove"].nodes
+    assert list(removed.get_property("reg").data) == [1, 0x4000_0000, 0, 64 << 20]
+    assert (
+        overlay.fragments(
+            overlay.compile_dts(
+                overlay.source(
+                    overlay.fragment("/instances", overlay.create("b", (2,), 1 << 20, mk_id=7))
+                )
+            )
+        )[0]
+        .operations["instance-create"]
+        .get_property("id")
+        .value
+        == 7
+    )

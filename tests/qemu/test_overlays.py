@@ -1,0 +1,259 @@
+"""Device-tree overlays (INTERFACE §9): overlays/new, tx_<N>, rollback by rmdir."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from harness.multikernel import dtb
+from harness.multikernel import overlay as ov
+from harness.multikernel.dtb import Instance
+from harness.multikernel.mk import ROOT, Multikernel, Pool, Transaction
+from harness.target.base import Target
+
+pytestmark = pytest.mark.qemu
+Boot = Callable[..., Target]
+
+MIB = 1 << 20
+WEB = Instance("web", 1, (1,), 128 * MIB)
+DB = Instance("db", 2, (3,), 64 * MIB)
+
+
+def boot_mk(boot: Boot) -> tuple[Target, Multikernel]:
+    guest = boot(smp=4, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest, guest.instances)
+    assert mk.upload(dtb.to_dtb([WEB, DB])).ok
+    return guest, mk
+
+
+def blob(*fragments: str) -> bytes:
+    return ov.compile_dts(ov.source(*fragments))
+
+
+def apply(mk: Multikernel, *fragments: str) -> Transaction:
+    return mk.apply_overlay(blob(*fragments))
+
+
+def on(name: str, *operations: str) -> str:
+    """A fragment on instance `name`."""
+    return ov.fragment(f"/instances/{name}", *operations)
+
+
+def snapshot(mk: Multikernel) -> tuple[Pool | None, dict[str, str], list[int]]:
+    """What an overlay changes: the pool's regions, each instance's source, the transactions."""
+    sources = {name: mk.read(name, "device_tree_source") for name in mk.instances()}
+    return mk.pool(), sources, [tx.id for tx in mk.transactions()]
+
+
+def resources(source: str) -> tuple[list[int], int, list[tuple[int, int]]]:
+    """cpus, memory-bytes and memory-ranges of an instance's device_tree_source."""
+    cpus = re.search(r"cpus = <([^>]*)>", source)
+    memory = re.search(r"memory-bytes = <([^>]*)>", source)
+    assert cpus and memory, source
+    words = [int(w, 16) for w in memory[1].split()]
+    ranges = re.search(r"memory-ranges = <([^>]*)>", source)
+    cells = [int(w, 16) for w in ranges[1].split()] if ranges else []
+    pairs = [(cells[i] << 32 | cells[i + 1]) for i in range(0, len(cells), 2)]
+    return (
+        [int(c) for c in cpus[1].split()],
+        words[0] << 32 | words[1] if len(words) == 2 else words[0],
+        list(zip(pairs[::2], pairs[1::2], strict=True)),
+    )
+
+
+def kernel_lines(guest: Target, since: int) -> list[str]:
+    lines = guest.check("dmesg").splitlines()[since:]
+    return [line for line in lines if "multikernel:" in line]
+
+
+def test_grow_a_ready_instance_and_roll_it_back(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    before = snapshot(mk)
+    tx = apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(128 * MIB)))
+    assert (tx.status, tx.instance) == ("applied", "/instances/web")
+    assert mk.transactions() == [tx]
+
+    cpus, memory, ranges = resources(mk.read("web", "device_tree_source"))
+    assert cpus == [1, 2]
+    assert memory == 256 * MIB
+    assert len(ranges) == 1 and ranges[0][1] == 128 * MIB
+    pool = mk.pool()
+    assert pool is not None
+    webs = [r for r in pool.children if r.name == "web"]
+    assert [(r.start, r.size) for r in webs][1:] == ranges
+    # The blob as written (mk.overlay() staged it there) reads back.
+    assert guest.check(f"cmp {tx.path}/dtbo /tmp/mkh-overlay.dtbo && echo same").strip() == "same"
+
+    assert mk.rollback(tx).ok
+    assert snapshot(mk) == before
+
+
+def test_shrink_a_ready_instance_and_roll_it_back(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    grow = apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(64 * MIB, 32 * MIB)))
+    grown = snapshot(mk)
+    _, _, ranges = resources(grown[1]["web"])
+    shrink = apply(mk, on("web", ov.cpu_op("cpu-remove", 2), ov.memory_remove(ranges[0])))
+    cpus, memory, left = resources(mk.read("web", "device_tree_source"))
+    assert (cpus, memory, left) == ([1], 128 * MIB + 32 * MIB, ranges[1:])
+    pool = mk.pool()
+    assert pool is not None and all(r.start != ranges[0][0] for r in pool.children)
+
+    # Rolled back newest first: the shrink, then the growth, each exactly.
+    assert mk.rollback(shrink).ok
+    assert snapshot(mk) == grown
+    assert mk.rollback(grow).ok
+    assert resources(mk.read("web", "device_tree_source")) == ([1], 128 * MIB, [])
+    assert mk.transactions() == []
+
+
+def test_create_an_instance_and_change_it_in_one_transaction(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    before = snapshot(mk)
+    tx = apply(
+        mk,
+        ov.fragment("/instances", ov.create("batch", (2,), 64 * MIB)),
+        on("batch", ov.memory_add(32 * MIB)),
+    )
+    assert tx.instance == "/instances"
+    assert mk.instances() == ["batch", "db", "web"]
+    assert mk.status("batch") == "ready"
+    # No id given: the lowest free one.
+    assert mk.read("batch", "id").strip() == "3"
+    cpus, memory, ranges = resources(mk.read("batch", "device_tree_source"))
+    assert (cpus, memory, len(ranges)) == ([2], 96 * MIB, 1)
+
+    assert mk.rollback(tx).ok
+    assert snapshot(mk) == before
+
+
+def test_remove_an_instance_and_roll_it_back_in_place(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    grow = apply(mk, on("db", ov.memory_add(32 * MIB)))
+    before = snapshot(mk)
+    gone = apply(mk, ov.fragment("/instances", ov.remove("db")))
+    assert mk.instances() == ["web"]
+    pool = mk.pool()
+    assert pool is not None and pool.child("db") is None
+
+    assert mk.rollback(gone).ok
+    # Its id, CPUs and both ranges of memory where they were.
+    assert snapshot(mk) == before
+    assert mk.rollback(grow).ok
+
+
+def test_a_rollback_that_cannot_be_done_is_ebusy_and_changes_nothing(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    tx = apply(mk, ov.fragment("/instances", ov.create("batch", (2,), 64 * MIB)))
+    assert mk.load(3).ok
+    before = snapshot(mk)
+    assert mk.rollback(tx).errno == "EBUSY"
+    assert snapshot(mk) == before
+    assert mk.unload(3).ok
+    assert mk.rollback(tx).ok
+    assert mk.instances() == ["db", "web"]
+
+
+# Overlays the kernel refuses, and the errno of each (INTERFACE §9).
+REFUSED = {
+    "no such instance": ("ENOENT", on("nosuch", ov.cpu_op("cpu-add", 2))),
+    "a CPU another instance has": ("EBUSY", on("web", ov.cpu_op("cpu-add", 3))),
+    "its first CPU": ("EBUSY", on("db", ov.cpu_op("cpu-remove", 3))),
+    "a CPU it does not have": ("EINVAL", on("web", ov.cpu_op("cpu-remove", 2))),
+    "the boot CPU": ("EINVAL", on("web", ov.cpu_op("cpu-add", 0))),
+    "a pool too small": ("ENOSPC", on("web", ov.memory_add(2048 * MIB))),
+    "memory never added": ("EINVAL", on("web", ov.memory_remove((16 * MIB, 32 * MIB)))),
+    "a name in use": ("EEXIST", ov.fragment("/instances", ov.create("db", (2,), 64 * MIB))),
+    "an id in use": ("EEXIST", ov.fragment("/instances", ov.create("b", (2,), MIB, mk_id=1))),
+    "the pool itself": ("EPERM", ov.fragment("/resources", ov.memory_add(32 * MIB))),
+    "another target": ("EINVAL", ov.fragment("/chosen", ov.memory_add(32 * MIB))),
+    "an operation elsewhere": ("EINVAL", ov.fragment("/instances", ov.cpu_op("cpu-add", 2))),
+    # The first fragment alone would apply: the second one undoes it.
+    "a second fragment that fails": (
+        "ENOENT",
+        on("web", ov.memory_add(32 * MIB), ov.cpu_op("cpu-add", 2))
+        + on("nosuch", ov.cpu_op("cpu-add", 2)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=lambda case: case.replace(" ", "-"))
+def test_a_refused_overlay_changes_nothing(boot: Boot, case: str) -> None:
+    expected, fragments = REFUSED[case]
+    guest, mk = boot_mk(boot)
+    before = snapshot(mk)
+    lines = len(guest.check("dmesg").splitlines())
+    outcome = mk.overlay(blob(fragments))
+    assert outcome.errno == expected, outcome.output
+    assert snapshot(mk) == before
+    log = kernel_lines(guest, lines)
+    assert len(log) == 1 and "overlay " in log[0], log
+
+
+def test_the_memory_of_the_loaded_kernel_and_loaded_instances_are_ebusy(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    pool = mk.pool()
+    assert pool is not None
+    web = pool.child("web")
+    assert web is not None
+    first = on("web", ov.memory_remove((web.start, web.size)))
+    assert mk.overlay(blob(first)).errno == "EBUSY"
+
+    assert mk.load(WEB.id).ok
+    before = snapshot(mk)
+    for fragment in (
+        on("web", ov.memory_add(32 * MIB)),
+        ov.fragment("/instances", ov.remove("web")),
+    ):
+        assert mk.overlay(blob(fragment)).errno == "EBUSY"
+    assert snapshot(mk) == before
+
+
+def test_garbage_and_unprivileged_writes_are_refused(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    assert mk.overlay(b"\xd0\x0d\xfe\xed" + bytes(60)).errno == "EINVAL"
+    # A multikernel device tree is not an overlay.
+    assert mk.overlay(dtb.to_dtb([Instance("x", 9, (2,), 64 * MIB)])).errno == "EINVAL"
+
+    add = blob(on("web", ov.cpu_op("cpu-add", 2)))
+    guest.write_file("/tmp/x.dtbo", add)
+    guest.check("chmod 644 /tmp/x.dtbo")
+    denied = guest.run(f"su nobody -s /bin/sh -c 'dd if=/tmp/x.dtbo of={ROOT}/overlays/new 2>&1'")
+    assert "Operation not permitted" in denied.output
+    assert mk.transactions() == []
+
+    tx = mk.apply_overlay(add)
+    denied = guest.run(f"su nobody -s /bin/sh -c 'rmdir {tx.path}' 2>&1")
+    assert "Operation not permitted" in denied.output or "Permission denied" in denied.output
+    assert mk.transactions() == [tx]
+    # Ids count up and are never used again.
+    assert mk.rollback(tx).ok
+    assert mk.apply_overlay(add).id == tx.id + 1
+
+
+def test_an_instance_starts_with_what_overlays_gave_it(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    tx = apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(128 * MIB)))
+    _, _, ranges = resources(mk.read("web", "device_tree_source"))
+    grown = Instance("web", 1, (1, 2), 256 * MIB)
+    shell = mk.spawn(grown)
+    assert shell.check("nproc").strip() == "2"
+    start, size = ranges[0]
+    iomem = shell.check("cat /proc/iomem")
+    assert f"{start:08x}-{start + size - 1:08x} : web" in iomem, iomem
+    # Its kernel has both ranges: more than the first one could hold.
+    total = int(shell.check("awk '/MemTotal/ {print $2}' /proc/meminfo")) * 1024
+    assert total > WEB.memory
+    child = mk.restored(shell)
+    assert child["web"].device_tree_source == mk.view("web").device_tree_source
+
+    # Halted and unloaded, it can shrink again; its next start has only the first range.
+    assert mk.halt(WEB.id).ok
+    assert mk.unload(WEB.id).ok
+    assert mk.rollback(tx).ok
+    shell = mk.spawn(WEB)
+    assert shell.check("nproc").strip() == "1"
+    total = int(shell.check("awk '/MemTotal/ {print $2}' /proc/meminfo")) * 1024
+    assert total < WEB.memory
