@@ -1,4 +1,4 @@
-"""`mkh bench spawn|ipi|cycles|density|update`: a subcommand each, with only its own options."""
+"""`mkh bench spawn|ipi|cycles|density|update|overlay`: a subcommand each, with its own options."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ BENCHMARKS = {
     "memory: start time, memory, host latency, smallest instance memory",
     "update": "a host live update with an instance running: the host's downtime and the "
     "instance's longest gap, vs a full host boot",
+    "overlay": "a CPU and 128 MiB added to and taken from a running instance by overlays, "
+    "vs a CPU brought online and offline in the host",
 }
 RUNS_MEANING = {
     "spawn": "runs to take the median of",
     "cycles": "cycles",
     "ipi": "pings",
+    "overlay": "cycles",
 }
 
 

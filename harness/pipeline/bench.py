@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bench import density, measure, update
+from harness.bench import density, measure, overlay, update
 from harness.build import images
 from harness.build.images import KernelChoice
 from harness.core.errors import InfraError
@@ -17,12 +17,12 @@ from harness.report import bench as bench_report
 from harness.target.options import MAX_SMP
 
 # Runs of each benchmark unless asked (density and update are one run and take none).
-RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1, "update": 1}
+RUNS = {"spawn": 3, "cycles": 10, "ipi": 200, "density": 1, "update": 1, "overlay": 5}
 
 
 @dataclass(frozen=True)
 class BenchRequest:
-    what: str  # spawn, ipi, cycles, density or update
+    what: str  # spawn, ipi, cycles, density, update or overlay
     kernel: KernelChoice
     accel: str = "auto"
     runs: int | None = None  # None: RUNS[what]
@@ -75,6 +75,9 @@ def bench(request: BenchRequest) -> BenchReport:
         )
     if request.what == "update":
         return BenchReport(bench_report.update_table(update.run(built, request.accel)), None)
+    if request.what == "overlay":
+        resized = overlay.run(built, runs, request.accel)
+        return BenchReport(bench_report.overlay_table(resized), None)
     if request.what == "ipi":
         return BenchReport(bench_report.ipi_table(measure.ipi(built, runs, request.accel)), None)
     if request.what == "cycles":

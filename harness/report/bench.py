@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from harness.bench.density import MIB, DensityRun
 from harness.bench.measure import CycleRun, IpiSample, SpawnSample
+from harness.bench.overlay import OverlayRun
 from harness.bench.update import UpdateRun
 from harness.multikernel import phases
 
@@ -169,5 +170,44 @@ def update_table(run: UpdateRun) -> str:
         row.format(f"the instance's longest gap between ticks ({run.ticks})", run.gap),
         f"downtime/full boot ratio {run.downtime / run.boot:.2f}; instance gap/full boot "
         f"ratio {run.gap / run.boot:.2f}: the instance runs on while its host is replaced",
+    ]
+    return "\n".join(lines)
+
+
+def overlay_table(run: OverlayRun) -> str:
+    """Each step's median next to the host's own CPU online/offline, as ratios."""
+    median = {
+        name: statistics.median(getattr(c, name) for c in run.cycles)
+        for name in vars(run.cycles[0])
+    }
+    online, offline = median["host_online"], median["host_offline"]
+    row = "{:<52} {:>9.1f} {:>8}"
+    lines = [
+        f"{'':<52} {'ms':>9} {'ratio':>8}  (median of {len(run.cycles)}, {run.accel})",
+        row.format("host: CPU online", online * 1e3, "1.00"),
+        row.format("host: CPU offline", offline * 1e3, "1.00"),
+        row.format(
+            "instance: cpu-add (online there)",
+            median["cpu_add"] * 1e3,
+            f"{median['cpu_add'] / online:.2f}",
+        ),
+        row.format(
+            "instance: cpu-add rolled back (offline, stopped)",
+            median["cpu_remove"] * 1e3,
+            f"{median['cpu_remove'] / offline:.2f}",
+        ),
+        row.format(
+            "instance: memory-add 128 MiB (hot-added, onlined)",
+            median["memory_add"] * 1e3,
+            f"{median['memory_add'] / online:.2f}",
+        ),
+        row.format(
+            "instance: memory-add rolled back (offlined, cleared)",
+            median["memory_remove"] * 1e3,
+            f"{median['memory_remove'] / offline:.2f}",
+        ),
+        f"ratios: to the host's CPU online (adds) and offline (removes); each step is a "
+        f"message each way, about one ping ({run.ping_us:.0f} us median), the rest is the "
+        "instance's kernel doing it and the host's write(2) or rmdir(2)",
     ]
     return "\n".join(lines)

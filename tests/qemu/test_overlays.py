@@ -12,6 +12,9 @@ from harness.multikernel import overlay as ov
 from harness.multikernel.dtb import Instance
 from harness.multikernel.mk import ROOT, Multikernel, Pool, Transaction
 from harness.target.base import Target
+from harness.target.protocol import CommandProtocol
+from harness.target.shell import Shell
+from tests.conftest import apic_ids
 
 pytestmark = pytest.mark.qemu
 Boot = Callable[..., Target]
@@ -242,7 +245,8 @@ def test_an_instance_starts_with_what_overlays_gave_it(boot: Boot) -> None:
     assert shell.check("nproc").strip() == "2"
     start, size = ranges[0]
     iomem = shell.check("cat /proc/iomem")
-    assert f"{start:08x}-{start + size - 1:08x} : web" in iomem, iomem
+    # Whole memory blocks: hot-added as its kernel restores the instance.
+    assert f"{start:08x}-{start + size - 1:08x} : System RAM" in iomem, iomem
     # Its kernel has both ranges: more than the first one could hold.
     total = int(shell.check("awk '/MemTotal/ {print $2}' /proc/meminfo")) * 1024
     assert total > WEB.memory
@@ -257,3 +261,136 @@ def test_an_instance_starts_with_what_overlays_gave_it(boot: Boot) -> None:
     assert shell.check("nproc").strip() == "1"
     total = int(shell.check("awk '/MemTotal/ {print $2}' /proc/meminfo")) * 1024
     assert total < WEB.memory
+
+
+# A running instance (INTERFACE §9): its kernel gains and loses CPUs and memory.
+BLOCK = 128 * MIB  # memory comes and goes in whole memory blocks of the instance's kernel
+DEBUGFS = "/sys/kernel/debug/multikernel"
+
+
+def mem_total(shell: CommandProtocol) -> int:
+    return int(shell.check("awk '/MemTotal/ {print $2}' /proc/meminfo")) * 1024
+
+
+def online(shell: CommandProtocol) -> str:
+    return shell.check("cat /sys/devices/system/cpu/online").strip()
+
+
+def running_web(boot: Boot) -> tuple[Target, Multikernel, Shell]:
+    guest, mk = boot_mk(boot)
+    shell = mk.spawn(WEB)
+    assert shell.check("nproc").strip() == "1"
+    return guest, mk, shell
+
+
+def test_a_running_instance_gains_and_loses_a_cpu_and_memory(boot: Boot) -> None:
+    guest, mk, shell = running_web(boot)
+    before = snapshot(mk)
+    memory = mem_total(shell)
+    guest.check("echo 0 > /sys/devices/system/cpu/cpu2/online")
+
+    tx = apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(BLOCK)))
+    assert shell.check("nproc").strip() == "2"
+    assert apic_ids(shell) == [1, 2]
+    # A busy loop on each CPU: both do the work.
+    ticks = shell.check(
+        "cat /proc/stat; for i in 1 2; do (while :; do :; done) & done; sleep 3; "
+        "kill $(jobs -p); cat /proc/stat"
+    )
+    cpu1 = [
+        int(f[1]) + int(f[3])
+        for f in (line.split() for line in ticks.splitlines())
+        if f[0] == "cpu1"
+    ]
+    assert len(cpu1) == 2 and cpu1[1] - cpu1[0] >= 100, ticks
+    assert mem_total(shell) >= memory + BLOCK - 8 * MIB
+    # Both kernels describe it alike.
+    _, _, ranges = resources(mk.read("web", "device_tree_source"))
+    assert resources(mk.restored(shell)["web"].device_tree_source) == (
+        [1, 2],
+        WEB.memory + BLOCK,
+        ranges,
+    )
+    # The host cannot bring the CPU it lent back up.
+    assert guest.run("echo 1 > /sys/devices/system/cpu/cpu2/online").status != 0
+
+    assert mk.rollback(tx).ok
+    assert shell.check("nproc").strip() == "1"
+    assert mem_total(shell) == memory
+    assert resources(mk.restored(shell)["web"].device_tree_source) == ([1], WEB.memory, [])
+    assert snapshot(mk) == before
+    assert mk.ping(WEB.id).ok
+    # Returned, the CPU is the host's again.
+    guest.check("echo 1 > /sys/devices/system/cpu/cpu2/online")
+    assert "2" in online(guest)
+
+
+def test_a_resize_the_instance_does_not_answer_is_etimedout_and_changes_nothing(boot: Boot) -> None:
+    guest, mk, shell = running_web(boot)
+    guest.check("echo 0 > /sys/devices/system/cpu/cpu2/online")
+    before = snapshot(mk)
+    memory = mem_total(shell)
+    shell.check(f"echo ignore > {DEBUGFS}/resize_inject")
+    outcome = mk.overlay(blob(on("web", ov.cpu_op("cpu-add", 2))))
+    assert outcome.errno == "ETIMEDOUT", outcome.output
+    assert snapshot(mk) == before
+    assert shell.check("nproc").strip() == "1"
+    assert mem_total(shell) == memory
+    assert mk.status("web") == "active"
+    assert mk.ping(WEB.id).ok
+    guest.check("echo 1 > /sys/devices/system/cpu/cpu2/online")
+
+
+def test_running_instances_refuse_what_they_cannot_take(boot: Boot) -> None:
+    _guest, mk, _shell = running_web(boot)
+    before = snapshot(mk)
+    # CPU 2 is online in the host; memory not in whole blocks; the instance itself.
+    for expected, fragment in (
+        ("EBUSY", on("web", ov.cpu_op("cpu-add", 2))),
+        ("EINVAL", on("web", ov.memory_add(64 * MIB))),
+        ("EBUSY", ov.fragment("/instances", ov.remove("web"))),
+    ):
+        outcome = mk.overlay(blob(fragment))
+        assert outcome.errno == expected, outcome.output
+        assert snapshot(mk) == before
+    assert mk.ping(WEB.id).ok
+
+
+def test_twenty_resizes_of_a_running_instance_leave_it_as_it_was(boot: Boot) -> None:
+    guest, mk, shell = running_web(boot)
+    guest.check("echo 0 > /sys/devices/system/cpu/cpu2/online")
+    before = snapshot(mk)
+    memory = mem_total(shell)
+    for _ in range(20):
+        tx = apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(BLOCK)))
+        assert shell.check("nproc").strip() == "2"
+        assert mk.rollback(tx).ok
+    assert snapshot(mk) == before
+    assert shell.check("nproc").strip() == "1"
+    assert mem_total(shell) == memory
+    assert mk.ping(WEB.id).ok
+
+
+def test_a_halted_instance_starts_again_with_what_it_gained_running(boot: Boot) -> None:
+    guest, mk, shell = running_web(boot)
+    guest.check("echo 0 > /sys/devices/system/cpu/cpu2/online")
+    apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(BLOCK)))
+    grown = mem_total(shell)
+    assert mk.halt(WEB.id).ok
+    assert mk.status("web") == "loading"
+
+    shell = mk.start(Instance("web", 1, (1, 2), WEB.memory + BLOCK))
+    assert shell.check("nproc").strip() == "2"
+    assert apic_ids(shell) == [1, 2]
+    # Its memory from the start this time, all of it RAM.
+    assert mem_total(shell) >= grown - 8 * MIB
+    assert mk.restored(shell)["web"].device_tree_source == mk.view("web").device_tree_source
+
+    # Shrunk while running, the next start has only the first range and CPU.
+    _, _, ranges = resources(mk.read("web", "device_tree_source"))
+    apply(mk, on("web", ov.cpu_op("cpu-remove", 2), ov.memory_remove(ranges[0])))
+    assert mk.halt(WEB.id).ok
+    shell = mk.start(WEB)
+    assert shell.check("nproc").strip() == "1"
+    assert mem_total(shell) < WEB.memory
+    guest.check("echo 1 > /sys/devices/system/cpu/cpu2/online")

@@ -1,8 +1,9 @@
 import pytest
 
 from harness.bench.measure import Cycle, CycleRun, IpiSample, SpawnSample
+from harness.bench.overlay import OverlayCycle, OverlayRun
 from harness.multikernel import phases
-from harness.report.bench import cycles_table, ipi_table, spawn_json, spawn_table
+from harness.report.bench import cycles_table, ipi_table, overlay_table, spawn_json, spawn_table
 
 
 def _sample(boot: float, digest: float, kernel: float, total: float) -> SpawnSample:
@@ -68,3 +69,21 @@ def test_cycles_report_flags_a_pool_leak() -> None:
     assert clean[5] == "pool free: 1000 bytes at the start, 1000 at the end"
     leaky = cycles_table(CycleRun(5.0, cycles, 1000, 0)).splitlines()
     assert leaky[5].endswith("<-- LEAK")
+
+
+def test_overlay_report_gives_each_step_as_a_ratio_to_the_host_s_own_hotplug() -> None:
+    cycles = [
+        OverlayCycle(0.010, 0.020, 0.050, 0.060, 0.200, 0.400),
+        OverlayCycle(0.012, 0.022, 0.070, 0.080, 0.300, 0.500),
+        OverlayCycle(0.010, 0.020, 0.060, 0.070, 0.250, 0.450),
+    ]
+    lines = overlay_table(OverlayRun(cycles, 85.0, "tcg")).splitlines()
+    assert "(median of 3, tcg)" in lines[0]
+    rows = {line[:52].strip(): line[52:].split() for line in lines[1:7]}
+    assert rows["host: CPU online"] == ["10.0", "1.00"]
+    assert rows["host: CPU offline"] == ["20.0", "1.00"]
+    assert rows["instance: cpu-add (online there)"] == ["60.0", "6.00"]
+    assert rows["instance: cpu-add rolled back (offline, stopped)"] == ["70.0", "3.50"]
+    assert rows["instance: memory-add 128 MiB (hot-added, onlined)"] == ["250.0", "25.00"]
+    assert rows["instance: memory-add rolled back (offlined, cleared)"] == ["450.0", "22.50"]
+    assert "about one ping (85 us median)" in lines[7]
