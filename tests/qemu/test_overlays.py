@@ -10,7 +10,7 @@ import pytest
 from harness.multikernel import dtb
 from harness.multikernel import overlay as ov
 from harness.multikernel.dtb import Instance
-from harness.multikernel.mk import ROOT, Multikernel, Pool, Transaction
+from harness.multikernel.mk import MKCON, ROOT, Multikernel, Pool, Transaction
 from harness.target.base import Target
 from harness.target.protocol import CommandProtocol
 from harness.target.shell import Shell
@@ -393,4 +393,63 @@ def test_a_halted_instance_starts_again_with_what_it_gained_running(boot: Boot) 
     shell = mk.start(WEB)
     assert shell.check("nproc").strip() == "1"
     assert mem_total(shell) < WEB.memory
+    guest.check("echo 1 > /sys/devices/system/cpu/cpu2/online")
+
+
+def test_memory_the_running_kernel_cannot_offline_is_ebusy_and_stays(boot: Boot) -> None:
+    _guest, mk, shell = running_web(boot)
+    apply(mk, on("web", ov.memory_add(BLOCK)))
+    grown = snapshot(mk)
+    memory = mem_total(shell)
+    _, _, ranges = resources(grown[1]["web"])
+    # Its kernel answers as it does for pages it cannot move.
+    shell.check(f"echo refuse > {DEBUGFS}/resize_inject")
+    outcome = mk.overlay(blob(on("web", ov.memory_remove(ranges[0]))))
+    assert outcome.errno == "EBUSY", outcome.output
+    assert snapshot(mk) == grown
+    assert mem_total(shell) == memory
+    assert mk.ping(WEB.id).ok
+
+
+def test_a_failed_instance_is_ebusy(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    assert mk.load(WEB.id).ok
+    mk.set_cpu_online(1, False)
+    guest.check(f"echo no-ack > {DEBUGFS}/start_inject")
+    assert mk.exec(WEB.id).errno == "ETIMEDOUT"
+    assert mk.status("web") == "failed"
+    before = snapshot(mk)
+    for fragment in (
+        on("web", ov.memory_add(32 * MIB)),
+        ov.fragment("/instances", ov.remove("web")),
+    ):
+        assert mk.overlay(blob(fragment)).errno == "EBUSY"
+    assert snapshot(mk) == before
+
+
+def test_instances_an_overlay_changed_go_through_a_host_live_update(boot: Boot) -> None:
+    guest = boot(smp=4, memory="2G", append="mkkernel_pool=1G", transport="ssh")
+    mk = Multikernel(guest, guest.instances)
+    assert mk.upload(dtb.to_dtb([WEB, DB])).ok
+    guest.check("echo 0 > /sys/devices/system/cpu/cpu2/online")
+    # db is ready with a second range; web runs with a CPU and a block more.
+    apply(mk, on("db", ov.memory_add(32 * MIB)))
+    shell = mk.spawn(WEB, console=MKCON)
+    apply(mk, on("web", ov.cpu_op("cpu-add", 2), ov.memory_add(BLOCK)))
+    before = snapshot(mk)
+    views = mk.views()
+    memory = mem_total(shell)
+
+    guest.kexec()
+    # The new host lists both with what they have, and the pool alike.
+    assert mk.views() == views
+    assert snapshot(mk)[:2] == before[:2]
+    assert shell.check("nproc").strip() == "2"
+    assert mem_total(shell) == memory
+    assert mk.ping(WEB.id).ok
+    assert guest.run("echo 1 > /sys/devices/system/cpu/cpu2/online").status != 0
+    # The new host takes them back from the running kernel.
+    _, _, ranges = resources(views["web"].device_tree_source)
+    apply(mk, on("web", ov.cpu_op("cpu-remove", 2), ov.memory_remove(ranges[0])))
+    assert shell.check("nproc").strip() == "1"
     guest.check("echo 1 > /sys/devices/system/cpu/cpu2/online")
