@@ -195,6 +195,17 @@ def test_a_refused_overlay_changes_nothing(boot: Boot, case: str) -> None:
     assert len(log) == 1 and "overlay " in log[0], log
 
 
+def changing_web_is_ebusy(mk: Multikernel) -> None:
+    """Memory added to web, or web removed: EBUSY, and nothing changes."""
+    before = snapshot(mk)
+    for fragment in (
+        on("web", ov.memory_add(32 * MIB)),
+        ov.fragment("/instances", ov.remove("web")),
+    ):
+        assert mk.overlay(blob(fragment)).errno == "EBUSY"
+    assert snapshot(mk) == before
+
+
 def test_the_memory_of_the_loaded_kernel_and_loaded_instances_are_ebusy(boot: Boot) -> None:
     _guest, mk = boot_mk(boot)
     pool = mk.pool()
@@ -205,13 +216,7 @@ def test_the_memory_of_the_loaded_kernel_and_loaded_instances_are_ebusy(boot: Bo
     assert mk.overlay(blob(first)).errno == "EBUSY"
 
     assert mk.load(WEB.id).ok
-    before = snapshot(mk)
-    for fragment in (
-        on("web", ov.memory_add(32 * MIB)),
-        ov.fragment("/instances", ov.remove("web")),
-    ):
-        assert mk.overlay(blob(fragment)).errno == "EBUSY"
-    assert snapshot(mk) == before
+    changing_web_is_ebusy(mk)
 
 
 def test_garbage_and_unprivileged_writes_are_refused(boot: Boot) -> None:
@@ -418,13 +423,7 @@ def test_a_failed_instance_is_ebusy(boot: Boot) -> None:
     guest.check(f"echo no-ack > {DEBUGFS}/start_inject")
     assert mk.exec(WEB.id).errno == "ETIMEDOUT"
     assert mk.status("web") == "failed"
-    before = snapshot(mk)
-    for fragment in (
-        on("web", ov.memory_add(32 * MIB)),
-        ov.fragment("/instances", ov.remove("web")),
-    ):
-        assert mk.overlay(blob(fragment)).errno == "EBUSY"
-    assert snapshot(mk) == before
+    changing_web_is_ebusy(mk)
 
 
 def test_instances_an_overlay_changed_go_through_a_host_live_update(boot: Boot) -> None:
