@@ -452,3 +452,27 @@ def test_instances_an_overlay_changed_go_through_a_host_live_update(boot: Boot) 
     apply(mk, on("web", ov.cpu_op("cpu-remove", 2), ov.memory_remove(ranges[0])))
     assert shell.check("nproc").strip() == "1"
     guest.check("echo 1 > /sys/devices/system/cpu/cpu2/online")
+
+
+def test_a_rollback_leaves_an_instance_of_the_same_name_made_since_alone(boot: Boot) -> None:
+    _guest, mk = boot_mk(boot)
+    tx = apply(mk, ov.fragment("/instances", ov.create("batch", (2,), 64 * MIB)))
+    assert mk.remove("batch").ok
+    again = Instance("batch", 9, (2,), 32 * MIB)
+    assert mk.upload(dtb.to_dtb([again])).ok
+    # The instance tx_1 made is gone: nothing of it to roll back.
+    assert mk.rollback(tx).ok
+    assert mk.instances() == ["batch", "db", "web"]
+    assert mk.read("batch", "id").strip() == "9"
+
+
+def test_smt_siblings_come_and_go_together(boot: Boot) -> None:
+    guest = boot(smp=4, threads=2, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest, guest.instances)
+    # QEMU's threads=2: CPUs 0-1 are one core, 2-3 the other.
+    assert mk.upload(dtb.to_dtb([Instance("web", 1, (2, 3), 128 * MIB)])).ok
+    before = snapshot(mk)
+    outcome = mk.overlay(blob(on("web", ov.cpu_op("cpu-remove", 3))))
+    assert outcome.errno == "EINVAL", outcome.output
+    assert snapshot(mk) == before
+    assert "shares its core with CPU" in guest.check("dmesg | tail -3")
