@@ -25,7 +25,7 @@ from harness.core import progress
 from harness.core.errors import HarnessError
 from harness.multikernel import dtb, mkcon
 from harness.multikernel import pool as pool_sizing
-from harness.multikernel.mk import MKCON, Multikernel
+from harness.multikernel.mk import MKCON, Multikernel, Region
 from harness.target.base import Target
 from harness.target.options import TargetOptions
 from harness.target.protocol import CommandProtocol
@@ -37,7 +37,7 @@ DEFAULT_CPUS = 8
 # tests/qemu/test_mkcon.py boots at it).  What the search finds depends on
 # the kernel and initramfs: the measured figures are in docs/performance.md
 # (The smallest instance).
-DEFAULT_MEMORY = 23 * MIB
+DEFAULT_MEMORY = 25 * MIB
 SMALLEST_FLOOR = 8 * MIB
 LATENCY_SAMPLES = 20
 PROBE_ID = 2047  # the search's instance, out of the way of the density ones
@@ -125,6 +125,15 @@ def smallest(guest: Target, mk: Multikernel, start: int) -> Smallest | None:
     return Smallest(good, "not tried (the floor)") if good is not None else None
 
 
+def pool_stride(regions: list[Region]) -> int:
+    """Bytes of pool each instance takes: the median step between their starts (one: its size)."""
+    starts = sorted(region.start for region in regions)
+    steps = [b - a for a, b in itertools.pairwise(starts)]
+    if steps:
+        return int(statistics.median(steps))
+    return regions[0].size if regions else 0
+
+
 def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityRun:
     count = cpus - 1
     instances = [dtb.Instance(f"dense{n}", n, (n,), memory) for n in range(1, cpus)]
@@ -158,12 +167,9 @@ def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityR
             shell.check("while :; do :; done > /dev/null 2>&1 &")
         busy = _latency(guest)
         pool_map = mk.pool()
-        starts = sorted(
-            child.start
-            for child in (pool_map.children if pool_map else ())
-            if child.name.startswith("dense")
+        stride = pool_stride(
+            [c for c in (pool_map.children if pool_map else ()) if c.name.startswith("dense")]
         )
-        stride = statistics.median(b - a for a, b in itertools.pairwise(starts))
         return DensityRun(
             accel=accel_of(guest),
             cpus=cpus,
@@ -171,7 +177,7 @@ def run(images: Images, cpus: int, memory: int, accel: str = "auto") -> DensityR
             smallest=found,
             spawn_seconds=[mk.spawn_seconds[inst.name] for inst in instances],
             all_started=all_started,
-            pool_stride=int(stride),
+            pool_stride=stride,
             instance_memtotal=_mem_total(shells[0]),
             instance_memfree=_mem_available(shells[0]),
             host_bytes_per_instance=host_per_instance,

@@ -296,9 +296,10 @@ FILL = "yes MKH-SECRET-PATTERN | head -c $(({mib} << 20)) > /tmp/fill"
 def ram_hits(sh: Shell) -> int:
     """How often the pattern FILL writes is in the System RAM of the kernel behind `sh`."""
     iomem = sh.check("cat /proc/iomem")
-    found = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)
-    assert found
-    start, end = (int(x, 16) for x in found.groups())
+    # Its largest: below 1 MiB it may have an area to start CPUs from.
+    ram = re.findall(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)
+    assert ram, iomem
+    start, end = max(((int(a, 16), int(b, 16)) for a, b in ram), key=lambda r: r[1] - r[0])
     # 1 MiB at a time: grep holds a whole line, and free RAM is
     # megabytes of zeroes without a newline (all of it got grep
     # OOM-killed in a 128 MiB instance).

@@ -100,9 +100,11 @@ def test_a_kernel_that_dies_in_setup_arch_shows_why_on_mkcon(boot: Boot, small: 
         mk.spawn(small, console=MKCON, cmdline="mem=8M", timeout=60)
     crash = info.value
     assert crash.console == "mkcon1" and crash.kind == "panic"
-    assert "Invalid user supplied memory map" in crash.line
     log = guest.run_dir.console_log("mkcon1").read_text()
     assert log.startswith("[    0.000000] Linux version"), log[:200]
+    # In setup_arch(), whose frame the panic's backtrace shows: what it
+    # runs out of first depends on what lies below 1 MiB for it.
+    assert "setup_arch" in log, log[-2000:]
     guest.instances.relayed["mkcon1"].take_crash(watch=False)
     # Its CPU comes back by force; the console goes with it.
     assert mk.halt(small.id, force=True).ok

@@ -1,8 +1,10 @@
 import pytest
 
+from harness.bench.density import pool_stride
 from harness.bench.measure import Cycle, CycleRun, IpiSample, SpawnSample
 from harness.bench.overlay import OverlayCycle, OverlayRun
 from harness.multikernel import phases
+from harness.multikernel.mk import Region
 from harness.report.bench import cycles_table, ipi_table, overlay_table, spawn_json, spawn_table
 
 
@@ -87,3 +89,13 @@ def test_overlay_report_gives_each_step_as_a_ratio_to_the_host_s_own_hotplug() -
     assert rows["instance: memory-add 128 MiB (hot-added, onlined)"] == ["250.0", "25.00"]
     assert rows["instance: memory-add rolled back (offlined, cleared)"] == ["450.0", "22.50"]
     assert "about one ping (85 us median)" in lines[7]
+
+
+def test_the_pool_stride_is_the_median_step_or_one_instance_s_size() -> None:
+    mib = 1 << 20
+    regions = [
+        Region(s * mib, s * mib + 24 * mib - 1, f"dense{n}") for n, s in enumerate((0, 24, 50))
+    ]
+    assert pool_stride(regions) == 25 * mib
+    # `mkh bench density --cpus 2`: one instance, no step between two.
+    assert pool_stride(regions[:1]) == 24 * mib
