@@ -40,6 +40,8 @@ PROFILED = {
     "kernel/multikernel/kho.c",
     "kernel/multikernel/mem.c",
     "kernel/multikernel/msg.c",
+    "kernel/multikernel/overlay.c",
+    "kernel/multikernel/resize.c",
 }
 
 
