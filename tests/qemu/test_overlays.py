@@ -476,3 +476,31 @@ def test_smt_siblings_come_and_go_together(boot: Boot) -> None:
     assert outcome.errno == "EINVAL", outcome.output
     assert snapshot(mk) == before
     assert "shares its core with CPU" in guest.check("dmesg | grep multikernel: | tail -1")
+
+
+def test_a_running_instance_gains_only_cpus_its_kernel_was_told_of(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    # db holds CPU 3 as web starts: web's kernel is told of CPU 2 only.
+    shell = mk.spawn(WEB)
+    assert mk.remove("db").ok
+    for cpu in (2, 3):
+        guest.check(f"echo 0 > /sys/devices/system/cpu/cpu{cpu}/online")
+    before = snapshot(mk)
+    outcome = mk.overlay(blob(on("web", ov.cpu_op("cpu-add", 3))))
+    assert outcome.errno == "EBUSY", outcome.output
+    assert "was not told of CPU 3" in guest.check("dmesg | grep multikernel: | tail -1")
+    assert snapshot(mk) == before
+    apply(mk, on("web", ov.cpu_op("cpu-add", 2)))
+    assert shell.check("nproc").strip() == "2"
+
+
+def test_a_running_instance_keeps_the_cpu_it_started_on_first(boot: Boot) -> None:
+    guest = boot(smp=4, memory="2G", append="mkkernel_pool=1G")
+    mk = Multikernel(guest, guest.instances)
+    late = Instance("late", 1, (2,), 128 * MIB)
+    mk.spawn(late)
+    guest.check("echo 0 > /sys/devices/system/cpu/cpu1/online")
+    before = snapshot(mk)
+    outcome = mk.overlay(blob(on("late", ov.cpu_op("cpu-add", 1))))
+    assert outcome.errno == "EBUSY", outcome.output
+    assert snapshot(mk) == before
