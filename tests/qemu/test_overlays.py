@@ -478,18 +478,23 @@ def test_smt_siblings_come_and_go_together(boot: Boot) -> None:
     assert "shares its core with CPU" in guest.check("dmesg | grep multikernel: | tail -1")
 
 
-def test_a_running_instance_gains_only_cpus_its_kernel_was_told_of(boot: Boot) -> None:
-    guest, mk = boot_mk(boot)
-    # db holds CPU 3 as web starts: web's kernel is told of CPU 2 only.
-    shell = mk.spawn(WEB)
-    assert mk.remove("db").ok
+def web_cannot_gain_cpu_3(guest: Target, mk: Multikernel, reason: str) -> None:
+    """With CPUs 2 and 3 offline in the host, cpu-add 3 on web is EBUSY for `reason`."""
     for cpu in (2, 3):
         guest.check(f"echo 0 > /sys/devices/system/cpu/cpu{cpu}/online")
     before = snapshot(mk)
     outcome = mk.overlay(blob(on("web", ov.cpu_op("cpu-add", 3))))
     assert outcome.errno == "EBUSY", outcome.output
-    assert "was not told of CPU 3" in guest.check("dmesg | grep multikernel: | tail -1")
+    assert reason in guest.check("dmesg | grep multikernel: | tail -1")
     assert snapshot(mk) == before
+
+
+def test_a_running_instance_gains_only_cpus_its_kernel_was_told_of(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    # db holds CPU 3 as web starts: web's kernel is told of CPU 2 only.
+    shell = mk.spawn(WEB)
+    assert mk.remove("db").ok
+    web_cannot_gain_cpu_3(guest, mk, "was not told of CPU 3")
     apply(mk, on("web", ov.cpu_op("cpu-add", 2)))
     assert shell.check("nproc").strip() == "2"
 
@@ -504,3 +509,15 @@ def test_a_running_instance_keeps_the_cpu_it_started_on_first(boot: Boot) -> Non
     outcome = mk.overlay(blob(on("late", ov.cpu_op("cpu-add", 1))))
     assert outcome.errno == "EBUSY", outcome.output
     assert snapshot(mk) == before
+
+
+def test_nr_cpus_caps_the_cpus_a_running_instance_can_gain(boot: Boot) -> None:
+    guest, mk = boot_mk(boot)
+    assert mk.remove("db").ok
+    # Told of CPUs 2 and 3, its kernel makes room for one more than its own.
+    shell = mk.spawn(WEB, cmdline="nr_cpus=2")
+    web_cannot_gain_cpu_3(guest, mk, "did not bring CPU 3 up")
+    assert shell.check("nproc").strip() == "1"
+    guest.check("echo 1 > /sys/devices/system/cpu/cpu3/online")
+    apply(mk, on("web", ov.cpu_op("cpu-add", 2)))
+    assert shell.check("nproc").strip() == "2"
