@@ -55,15 +55,19 @@ class KernelCrash(HarnessError):
 
 
 class GuestExited(HarnessError):
-    """QEMU ended while the harness still expected the guest to run.
+    """A console's stream ended while the harness still expected the guest to run.
 
-    With `-no-reboot` that is a guest that reset or powered off on its own
-    (a triple fault, say): a kernel failure, so it counts as a crash.
+    With `-no-reboot` that is QEMU ending because its guest reset or powered
+    off on its own (a triple fault, say): a kernel failure, so it counts as a
+    crash.  `ended` says what ended when it was not QEMU (a lab's console
+    server, an SSH relay).
     """
 
-    def __init__(self, console: str, tail: str, returncode: int | None = None) -> None:
+    def __init__(
+        self, console: str, tail: str, returncode: int | None = None, ended: str = "QEMU exited"
+    ) -> None:
         status = "" if returncode is None else f" with status {returncode}"
-        super().__init__(f"QEMU exited{status} while waiting on {console}")
+        super().__init__(f"{ended}{status} while waiting on {console}")
         self.console = console
         self.tail = tail
         self.returncode = returncode

@@ -98,8 +98,16 @@ class Stream(Protocol):
 class Console:
     """One console stream of a running guest."""
 
-    def __init__(self, name: str, sock: Stream, log_path: Path, crash_checked: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        sock: Stream,
+        log_path: Path,
+        crash_checked: bool = True,
+        ended: str = "QEMU exited",
+    ) -> None:
         self.name = name
+        self.ended = ended  # what the end of the stream means, for GuestExited
         self.log_path = log_path
         self._sock = sock
         self._log = log_path.open("a", encoding="utf-8", errors="replace")
@@ -145,7 +153,7 @@ class Console:
         while not event.wait(SLICE):
             health()
             if self.closed:
-                raise GuestExited(self.name, self.tail())
+                raise GuestExited(self.name, self.tail(), ended=self.ended)
             if time.monotonic() > deadline:
                 raise GuestTimeout(self.name, what, timeout, self.tail())
         health()
@@ -222,7 +230,7 @@ class Console:
             self.child.send(text)
         except OSError:
             self._mark_closed()
-            raise GuestExited(self.name, self.tail()) from None
+            raise GuestExited(self.name, self.tail(), ended=self.ended) from None
 
     def expect(
         self,
@@ -252,7 +260,7 @@ class Console:
             except (pexpect.EOF, OSError):
                 self._mark_closed()
                 health()
-                raise GuestExited(self.name, self.tail()) from None
+                raise GuestExited(self.name, self.tail(), ended=self.ended) from None
             health()
             return int(index)
 

@@ -82,7 +82,12 @@ class InstanceConsoles:
     def _relay(self, name: str) -> Console:
         assert self.ssh is not None
         channel = self.ssh.open_stream(self._relays[name])
-        console = Console(name, RelaySocket(channel, name), self.run_dir.console_log(name))
+        console = Console(
+            name,
+            RelaySocket(channel, name),
+            self.run_dir.console_log(name),
+            ended="its relay over SSH ended",
+        )
         console.watch()
         self.relayed[name] = console
         return console

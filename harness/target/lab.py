@@ -143,7 +143,7 @@ class LabTarget(Target):
     def _console_alive(self) -> None:
         """Health while the machine's own OS runs: its crashes are not the kernel under test's."""
         if self.serial is not None and self.serial.closed:
-            raise GuestExited(SERIAL, self.serial.tail())
+            raise GuestExited(SERIAL, self.serial.tail(), ended=self.serial.ended)
 
     def health(self) -> None:
         """KernelCrash if a console showed one; GuestExited if the console server hung up."""
@@ -153,7 +153,7 @@ class LabTarget(Target):
             return
         report_crash(serial, self.run_dir.file(f"crash-{SERIAL}.txt"), "the lab console")
         if serial.closed:
-            raise GuestExited(SERIAL, serial.tail())
+            raise GuestExited(SERIAL, serial.tail(), ended=serial.ended)
 
     @property
     def commands(self) -> CommandProtocol:

@@ -97,14 +97,14 @@ class Lab:
     def console(self, run: RunDir) -> Console:
         from labgrid.util.proxy import proxymanager  # through the lab's SSH proxy if it has one
 
+        where = f"the console server {self.serial.host}:{self.serial.port}"
         try:
             address = proxymanager.get_host_and_port(self.serial)
             sock = socket.create_connection(address, CONNECT_TIMEOUT)
         except Exception as exc:  # OSError, or labgrid's ExecutionError from the proxy
-            where = f"{self.serial.host}:{self.serial.port}"
-            raise InfraError(f"the console server {where} does not answer: {exc}") from exc
+            raise InfraError(f"{where} does not answer: {exc}") from exc
         sock.settimeout(None)
-        return Console(SERIAL, sock, run.console_log(SERIAL))
+        return Console(SERIAL, sock, run.console_log(SERIAL), ended=f"{where} hung up")
 
     def ssh(
         self,

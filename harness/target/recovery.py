@@ -52,8 +52,17 @@ class KexecStrategy:
         return self.lab.ssh(self.lab.key, self.alive, transcript=transcript)
 
     def power_cycle(self, channel: SshConnection) -> None:
-        """Power-cycle the machine and log in to its own OS on `channel`; GuestTimeout if not."""
-        self.lab.power.cycle()
+        """Power-cycle the machine and log in to its own OS on `channel`.
+
+        GuestTimeout if its own OS does not answer; InfraError if the power
+        switch itself fails.
+        """
+        try:
+            self.lab.power.cycle()
+        except Exception as exc:  # the lab's command, its network or labgrid: many ways
+            raise InfraError(
+                f"the lab's power switch failed: {exc}", self.run.console_log(SERIAL)
+            ) from exc
         self.run.mark("power-cycled")
         channel.connect(self.lab.settings.recover_timeout)
 
@@ -83,6 +92,8 @@ class KexecStrategy:
             self.recovered = True
         except GuestTimeout as exc:
             note(f"the lab machine did not come back after the power cycle: {exc}")
+        except InfraError as exc:
+            note(f"{exc}; the lab machine stays as it is")
         finally:
             channel.close()
 
