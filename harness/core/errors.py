@@ -54,6 +54,9 @@ class KernelCrash(HarnessError):
         self.excerpt = excerpt
 
 
+QEMU_EXITED = "QEMU exited"  # what the end of a QEMU console's stream means
+
+
 class GuestExited(HarnessError):
     """A console's stream ended while the harness still expected the guest to run.
 
@@ -64,7 +67,7 @@ class GuestExited(HarnessError):
     """
 
     def __init__(
-        self, console: str, tail: str, returncode: int | None = None, ended: str = "QEMU exited"
+        self, console: str, tail: str, returncode: int | None = None, ended: str = QEMU_EXITED
     ) -> None:
         status = "" if returncode is None else f" with status {returncode}"
         super().__init__(f"{ended}{status} while waiting on {console}")

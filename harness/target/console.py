@@ -19,7 +19,7 @@ from typing import Protocol, TextIO
 import pexpect
 from pexpect import fdpexpect
 
-from harness.core.errors import GuestExited, GuestTimeout, KernelCrash
+from harness.core.errors import QEMU_EXITED, GuestExited, GuestTimeout, KernelCrash
 from harness.core.rundir import RunDir
 from harness.target import uarts
 from harness.target.crash import Crash, Detector
@@ -104,7 +104,7 @@ class Console:
         sock: Stream,
         log_path: Path,
         crash_checked: bool = True,
-        ended: str = "QEMU exited",
+        ended: str = QEMU_EXITED,
     ) -> None:
         self.name = name
         self.ended = ended  # what the end of the stream means, for GuestExited
